@@ -1,0 +1,354 @@
+"""The `gemini-tasks` command: run workers and the emulator, submit and collect jobs.
+
+Exit codes: 0 every prompt succeeded; 1 the command could not do its work (Redis
+unreachable, unknown job, timeout, bad setting); 2 usage error; 3 some prompts failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from gemini_tasks import settings as settings_module
+from gemini_tasks.errors import GeminiTasksError
+
+EXIT_ERROR = 1
+EXIT_PROMPTS_FAILED = 3
+LOCAL_EMULATOR_KEY = "local-emulator-key"
+
+stderr = Console(stderr=True)
+
+
+class _Group(click.Group):
+    """Prints gemini_tasks' own errors as one clear line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GeminiTasksError as exc:
+            stderr.print(f"[red]error:[/red] {exc}", highlight=False)
+            sys.exit(EXIT_ERROR)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="gemini-tasks")
+def main() -> None:
+    """Run large batches of Gemini prompts on a fleet of Celery workers.
+
+    \b
+    Examples:
+      gemini-tasks run prompts.jsonl -o results.jsonl   # local Redis + workers if no REDIS_URL
+      gemini-tasks worker --concurrency 200             # on each worker machine
+      gemini-tasks submit prompts.jsonl                 # prints the job (group) id
+      gemini-tasks collect JOB_ID -o results.jsonl
+    """
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=False,
+    )
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Gemini calls in flight in this worker. [default: GEMINI_TASKS_CONCURRENCY]",
+)
+@click.option("--hostname", "-n", default=None, help="Celery node name, e.g. worker1@%h.")
+@click.option("--loglevel", "-l", default=None, help="Log level. [default: GEMINI_TASKS_LOG_LEVEL]")
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker(
+    concurrency: int | None,
+    hostname: str | None,
+    loglevel: str | None,
+    celery_args: tuple[str, ...],
+) -> None:
+    """Start a worker with the project's defaults (a threads pool).
+
+    Extra arguments go to `celery worker` unchanged.
+
+    \b
+    Example:
+      gemini-tasks worker --concurrency 200 -n gpu-box-1@%h
+    """
+    from gemini_tasks.celery import app, settings
+
+    argv = [
+        "worker",
+        "--pool",
+        "threads",
+        "--concurrency",
+        str(concurrency or settings.concurrency),
+        "--queues",
+        settings.queue,
+        "--loglevel",
+        loglevel or settings.log_level,
+    ]
+    if hostname:
+        argv += ["--hostname", hostname]
+    app.worker_main([*argv, *celery_args])
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8765, show_default=True)
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    metavar="SECRET[@PROJECT]",
+    help="A key the emulator accepts, and its project (default: its own project).",
+)
+@click.option("--rpm", type=int, default=0, help="Requests per minute per project and model.")
+@click.option("--tpm", type=int, default=0, help="Input tokens per minute per project and model.")
+@click.option("--rpd", type=int, default=0, help="Requests per day per project and model.")
+@click.option("--latency", type=float, default=0.0, help="Seconds added to every call.")
+@click.option("--latency-jitter", type=float, default=0.0, help="Up to this many seconds more.")
+@click.option("--error-500-rate", type=float, default=0.0, help="Share of calls answered 500.")
+@click.option("--error-503-rate", type=float, default=0.0, help="Share of calls answered 503.")
+@click.option("--hang-rate", type=float, default=0.0, help="Share of calls that hang.")
+@click.option("--hang-seconds", type=float, default=600.0, show_default=True)
+@click.option("--seed", type=int, default=None, help="Seed for the fault dice.")
+def emulator(
+    host: str,
+    port: int,
+    keys: tuple[str, ...],
+    rpm: int,
+    tpm: int,
+    rpd: int,
+    latency: float,
+    latency_jitter: float,
+    error_500_rate: float,
+    error_503_rate: float,
+    hang_rate: float,
+    hang_seconds: float,
+    seed: int | None,
+) -> None:
+    """Serve the Gemini API emulator for offline runs and tests.
+
+    \b
+    Example:
+      gemini-tasks emulator --port 8765 --key fake-key-1@proj-a --rpm 10
+      GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:8765 gemini-tasks worker
+    """
+    from gemini_tasks.emulator import EmulatorConfig, Faults, Limits, serve
+
+    key_projects = {}
+    for i, spec in enumerate(keys):
+        secret, _, project = spec.partition("@")
+        key_projects[secret] = project or f"project-{i + 1}"
+    config = EmulatorConfig(
+        keys=key_projects,
+        limits=Limits(rpm=rpm, tpm=tpm, rpd=rpd),
+        faults=Faults(
+            latency=latency,
+            latency_jitter=latency_jitter,
+            error_500_rate=error_500_rate,
+            error_503_rate=error_503_rate,
+            hang_rate=hang_rate,
+            hang_seconds=hang_seconds,
+        ),
+        seed=seed,
+    )
+    serve(config, host, port)
+
+
+def _submit_file(path: Path) -> Any:
+    from gemini_tasks import jobs
+    from gemini_tasks.jsonl import count_records, read_records
+
+    total = count_records(path)
+    with _progress() as progress:
+        bar = progress.add_task("submitting", total=total)
+        job = jobs.submit(
+            read_records(path), on_submitted=lambda n: progress.update(bar, completed=n)
+        )
+    return job
+
+
+@main.command()
+@click.argument("prompts", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help='Print {"job_id", "total"} as JSON.')
+def submit(prompts: Path, as_json: bool) -> None:
+    """Queue every prompt of a JSONL file and print the job (group) id.
+
+    \b
+    Example:
+      JOB=$(gemini-tasks submit prompts.jsonl) && gemini-tasks collect "$JOB" -o out.jsonl
+    """
+    job = _submit_file(prompts)
+    click.echo(json.dumps({"job_id": job.id, "total": job.total}) if as_json else job.id)
+
+
+def _collect(job: Any, output: Path | None, timeout: float | None, as_completed: bool) -> int:
+    from gemini_tasks.jsonl import write_results
+
+    total = job.total
+    failed = 0
+    shown = []
+    with ExitStack() as stack:
+        out = stack.enter_context(output.open("w", encoding="utf-8")) if output else None
+        progress = stack.enter_context(_progress())
+        bar = progress.add_task("collecting", total=total)
+        results = job.as_completed(timeout) if as_completed else job.results(timeout)
+        if out is not None:
+            results = write_results(results, out)
+        for result in results:
+            failed += not result.ok
+            progress.advance(bar)
+            if out is None:
+                shown.append(result)
+    if shown:
+        _print_table(shown)
+    stderr.print(
+        f"{total - failed} of {total} prompts succeeded, {failed} failed"
+        + (f"; results in {output}" if output else ""),
+        highlight=False,
+    )
+    return EXIT_PROMPTS_FAILED if failed else 0
+
+
+def _print_table(results: list[Any]) -> None:
+    table = Table("#", "metadata", "response or error", "key", show_lines=False)
+    for r in results:
+        # Text cells, not markup: responses may contain [brackets] of their own.
+        text = Text((r.response or "")[:120]) if r.ok else Text(r.error[:120], style="red")
+        table.add_row(str(r.index), Text(json.dumps(r.metadata)), text, r.key_id or "")
+    Console().print(table)
+
+
+@main.command()
+@click.argument("job_id")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write one JSON result per line, in input order. [default: print a table]",
+)
+@click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
+@click.option("--as-completed", is_flag=True, help="Write results as they finish, not in order.")
+def collect(job_id: str, output: Path | None, timeout: float | None, as_completed: bool) -> None:
+    """Wait for a job's results and write them in input order.
+
+    \b
+    Example:
+      gemini-tasks collect 3f2c...e1 -o results.jsonl --timeout 3600
+    """
+    from gemini_tasks.jobs import Job
+
+    sys.exit(_collect(Job.restore(job_id), output, timeout, as_completed))
+
+
+@contextmanager
+def _cluster_for_run(workers: int, concurrency: int | None) -> Iterator[None]:
+    """Local mode: with no REDIS_URL, an embedded Redis and local workers for this run."""
+    settings = settings_module.load()
+    if settings.redis_url_configured:
+        yield
+        return
+    from gemini_tasks import local
+    from gemini_tasks.keys import key_variable_names
+
+    with ExitStack() as stack:
+        log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gemini-tasks-")))
+        env = {"REDIS_URL": stack.enter_context(local.redis_server(log_dir))}
+        if not key_variable_names(os.environ):
+            stderr.print("No GEMINI_API_KEY_* configured: using the local Gemini emulator.")
+            env["GOOGLE_GEMINI_BASE_URL"] = stack.enter_context(
+                local.emulator({LOCAL_EMULATOR_KEY: "local"}, log_path=log_dir / "emulator.log")
+            )
+            env["GEMINI_API_KEY_1"] = LOCAL_EMULATOR_KEY
+        os.environ.update(env)
+        stderr.print(f"Local mode: Redis and {workers} worker(s) in {log_dir}", highlight=False)
+        stack.enter_context(
+            local.workers(workers, env, concurrency or settings.concurrency, log_dir)
+        )
+        yield
+
+
+@main.command()
+@click.argument("prompts", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write one JSON result per line, in input order. [default: print a table]",
+)
+@click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Local worker processes (local mode only).",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Threads per local worker (local mode only).",
+)
+def run(
+    prompts: Path, output: Path | None, timeout: float | None, workers: int, concurrency: int | None
+) -> None:
+    """Submit a JSONL file and collect its results: `submit` and `collect` in one.
+
+    With no REDIS_URL configured it runs locally: it starts redis-server, worker
+    processes and (with no API keys) the emulator, and stops them all at the end.
+
+    \b
+    Example:
+      gemini-tasks run producer/examples/prompts.jsonl -o results.jsonl
+    """
+    with _cluster_for_run(workers, concurrency):
+        job = _submit_file(prompts)
+        stderr.print(f"job id: {job.id}", highlight=False)
+        code = _collect(job, output, timeout, as_completed=False)
+    sys.exit(code)
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def status(job_id: str, as_json: bool) -> None:
+    """How many of a job's prompts have finished."""
+    from gemini_tasks.jobs import Job
+
+    job = Job.restore(job_id)
+    done, total = job.count_done()
+    state = job.info().get("state", "unknown")
+    if as_json:
+        click.echo(json.dumps({"job_id": job.id, "state": state, "done": done, "total": total}))
+    else:
+        click.echo(f"{job.id}: {state}, {done} of {total} done")
+
+
+@main.command()
+@click.argument("job_id")
+def forget(job_id: str) -> None:
+    """Delete a job's stored results."""
+    from gemini_tasks.jobs import Job
+
+    Job.restore(job_id).forget()
+    click.echo(f"forgot {job_id}")

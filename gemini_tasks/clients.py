@@ -1,0 +1,33 @@
+"""One long-lived google-genai Client per API key in each worker process.
+
+google-genai closes a Client's HTTP pool when the Client is garbage-collected, even
+while a call made through it is still in flight, so clients are created once, under a
+lock, and kept for the life of the process.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from google import genai
+from google.genai import types
+
+from gemini_tasks.keys import ApiKey
+
+_clients: dict[str, genai.Client] = {}
+_lock = threading.Lock()
+
+
+def client_for(key: ApiKey, base_url: str | None) -> genai.Client:
+    """The shared Client for `key`, pointed at `base_url` (the real API when None)."""
+    cache_key = f"{key.id}@{base_url or ''}"
+    client = _clients.get(cache_key)
+    if client is not None:
+        return client
+    with _lock:
+        client = _clients.get(cache_key)
+        if client is None:
+            options = types.HttpOptions(base_url=base_url) if base_url else None
+            client = genai.Client(api_key=key.secret, http_options=options)
+            _clients[cache_key] = client
+        return client

@@ -1,0 +1,236 @@
+"""Jobs: a batch of prompts submitted as one Celery group, collected later by its id.
+
+Task ids are derived from the group id and the prompt's position (`<group>-<index>`), so
+submitting streams (100,000 prompts never sit in memory at once) and any process that
+knows the group id can collect the results in input order.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import redis
+from celery import states
+from kombu.utils.url import maybe_sanitize_url
+
+from gemini_tasks.celery import app, settings
+from gemini_tasks.errors import GeminiTasksError, InvalidPrompt
+from gemini_tasks.prompt import PromptRecord, parse_record
+from gemini_tasks.result import Result, metadata_of
+from gemini_tasks.tasks import generate
+
+FETCH_CHUNK = 500
+_PENDING = (states.PENDING, states.RECEIVED, states.STARTED, states.RETRY)
+
+
+class JobNotFound(GeminiTasksError):
+    """No job with this id exists (never submitted, or its results expired)."""
+
+
+class JobTimeout(GeminiTasksError):
+    """Collecting a job took longer than the caller allowed."""
+
+
+class RedisUnavailable(GeminiTasksError):
+    """Redis (broker or result backend) cannot be reached."""
+
+
+def _job_key(job_id: str) -> str:
+    return f"{settings.key_prefix}:job:{job_id}"
+
+
+def _redis() -> redis.Redis:
+    return app.backend.client
+
+
+def _check_redis() -> None:
+    try:
+        _redis().ping()
+    except redis.RedisError as exc:
+        url = maybe_sanitize_url(settings.result_backend)
+        raise RedisUnavailable(f"cannot reach Redis at {url}: {exc}") from None
+
+
+class Job:
+    """A submitted batch of prompts; `id` is its Celery group id."""
+
+    def __init__(self, job_id: str):
+        self.id = job_id
+
+    def __repr__(self) -> str:
+        return f"Job({self.id!r})"
+
+    @classmethod
+    def restore(cls, job_id: str) -> Job:
+        """The job with this id, from any process; raises `JobNotFound` if there is none."""
+        _check_redis()
+        if not _redis().exists(_job_key(job_id)):
+            raise JobNotFound(f"no job with id {job_id!r} (never submitted, or expired)")
+        return cls(job_id)
+
+    def task_id(self, index: int) -> str:
+        return f"{self.id}-{index}"
+
+    def info(self) -> dict[str, str]:
+        raw = _redis().hgetall(_job_key(self.id))
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    @property
+    def total(self) -> int:
+        return int(self.info().get("total", 0))
+
+    def _wait_for_total(self, deadline: float | None, interval: float) -> int:
+        """The number of prompts, once the producer has finished submitting them."""
+        while True:
+            info = self.info()
+            if not info:
+                raise JobNotFound(f"no job with id {self.id!r} (never submitted, or expired)")
+            if info.get("state") == "submitted":
+                return int(info["total"])
+            _sleep_or_timeout(deadline, interval, f"job {self.id} is still being submitted")
+
+    def _fetch(self, indexes: list[int]) -> dict[int, Result]:
+        """The finished results among `indexes`."""
+        backend = app.backend
+        raw = _redis().mget([backend.get_key_for_task(self.task_id(i)) for i in indexes])
+        done: dict[int, Result] = {}
+        for index, value in zip(indexes, raw, strict=True):
+            if value is None:
+                continue
+            meta = backend.decode_result(value)
+            status = meta.get("status")
+            if status == states.SUCCESS:
+                done[index] = Result.from_json(meta["result"])
+            elif status not in _PENDING:
+                done[index] = Result(
+                    index=index,
+                    error=f"task {self.task_id(index)} ended {status}: {meta.get('result')}",
+                    error_kind="lost",
+                    task_id=self.task_id(index),
+                )
+        return done
+
+    def count_done(self) -> tuple[int, int]:
+        """How many prompts have a result, out of how many submitted so far."""
+        total = self.total
+        done = 0
+        for start in range(0, total, FETCH_CHUNK):
+            done += len(self._fetch(list(range(start, min(total, start + FETCH_CHUNK)))))
+        return done, total
+
+    def results(self, timeout: float | None = None, interval: float = 0.2) -> Iterator[Result]:
+        """Every result in input order, waiting for each as needed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        total = self._wait_for_total(deadline, interval)
+        for start in range(0, total, FETCH_CHUNK):
+            window = list(range(start, min(total, start + FETCH_CHUNK)))
+            ready: dict[int, Result] = {}
+            while True:
+                ready.update(self._fetch([i for i in window if i not in ready]))
+                # Yield the finished head of the window at once: a caller showing progress moves.
+                while window and window[0] in ready:
+                    yield ready.pop(window.pop(0))
+                if not window:
+                    break
+                _sleep_or_timeout(deadline, interval, self._timeout_message(start))
+
+    def as_completed(self, timeout: float | None = None, interval: float = 0.2) -> Iterator[Result]:
+        """Every result, each as soon as it is found finished."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        total = self._wait_for_total(deadline, interval)
+        pending = list(range(total))
+        while pending:
+            found = 0
+            still: list[int] = []
+            for start in range(0, len(pending), FETCH_CHUNK):
+                chunk = pending[start : start + FETCH_CHUNK]
+                done = self._fetch(chunk)
+                found += len(done)
+                yield from done.values()
+                still.extend(i for i in chunk if i not in done)
+            pending = still
+            if pending and not found:
+                _sleep_or_timeout(deadline, interval, f"{len(pending)} of {total} not done")
+
+    def _timeout_message(self, start: int) -> str:
+        return f"job {self.id}: timed out waiting for results from index {start} on"
+
+    def forget(self) -> None:
+        """Delete this job's stored results and its record."""
+        total = int(self.info().get("total", 0))
+        client = _redis()
+        for start in range(0, total, FETCH_CHUNK):
+            client.delete(
+                *(
+                    app.backend.get_key_for_task(self.task_id(i))
+                    for i in range(start, min(total, start + FETCH_CHUNK))
+                )
+            )
+        client.delete(_job_key(self.id))
+
+
+def _sleep_or_timeout(deadline: float | None, interval: float, what: str) -> None:
+    if deadline is not None and time.monotonic() + interval > deadline:
+        raise JobTimeout(what)
+    time.sleep(interval)
+
+
+def submit(
+    records: Iterable[dict[str, Any] | PromptRecord | InvalidPrompt],
+    *,
+    on_submitted: Callable[[int], None] | None = None,
+) -> Job:
+    """Queue one task per record and return the job; records are consumed as a stream.
+
+    A record that is an `InvalidPrompt` (or fails `parse_record`) is not queued: its error
+    is stored as that prompt's result at once, so the batch keeps its input order.
+    `on_submitted(count)` is called every so often, for progress display.
+    """
+    _check_redis()
+    job = Job(uuid.uuid4().hex)
+    key = _job_key(job.id)
+    client = _redis()
+    client.hset(key, mapping={"state": "submitting", "total": 0, "created_at": time.time()})
+    client.expire(key, settings.result_expires)
+    count = 0
+    with app.producer_or_acquire() as producer:
+        for index, raw in enumerate(records):
+            _submit_one(job, index, raw, producer)
+            count = index + 1
+            if count % FETCH_CHUNK == 0:
+                client.hset(key, "total", count)
+                if on_submitted:
+                    on_submitted(count)
+    client.hset(key, mapping={"state": "submitted", "total": count})
+    if on_submitted:
+        on_submitted(count)
+    return job
+
+
+def _submit_one(job: Job, index: int, raw: Any, producer: Any) -> None:
+    task_id = job.task_id(index)
+    try:
+        if isinstance(raw, InvalidPrompt):
+            raise raw
+        record = raw if isinstance(raw, PromptRecord) else parse_record(raw)
+    except InvalidPrompt as exc:
+        result = Result(
+            index=index,
+            metadata=metadata_of(raw),
+            error=f"invalid prompt: {exc}",
+            error_kind="invalid_prompt",
+            task_id=task_id,
+        )
+        app.backend.store_result(task_id, result.to_json(), states.SUCCESS)
+        return
+    generate.apply_async(
+        args=(record.to_json(), index),
+        task_id=task_id,
+        group_id=job.id,
+        group_index=index,
+        producer=producer,
+        argsrepr=f"(prompt #{index}: {record.prompt[:60]!r})",
+    )

@@ -1,0 +1,167 @@
+"""Local processes: an embedded redis-server, the emulator and worker processes.
+
+Local mode (`gemini-tasks run` with no `REDIS_URL`) and the test suite start the same
+real processes through these context managers, and both leave nothing running.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from gemini_tasks.errors import GeminiTasksError
+
+INSTALL_HINT = (
+    "redis-server is not installed. On Debian or Ubuntu run: "
+    "apt-get update && apt-get install -y redis-server "
+    "(or set REDIS_URL to use a Redis server elsewhere)"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise GeminiTasksError(f"process {process.args[0]} exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise GeminiTasksError(f"nothing listening on port {port} after {timeout:g}s")
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 15.0) -> None:
+    """SIGTERM (a Celery worker's warm shutdown), then SIGKILL if it does not exit."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def redis_server(
+    workdir: Path | None = None, port: int | None = None, appendonly: bool = False
+) -> Iterator[str]:
+    """A redis-server on loopback; yields its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise GeminiTasksError(INSTALL_HINT)
+    with ExitStack() as stack:
+        if workdir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gemini-redis-")))
+        port = port or free_port()
+        args = [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(workdir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if appendonly else "no",
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+        ]
+        log = open(workdir / "redis.log", "ab")  # noqa: SIM115 - closed with the stack
+        stack.callback(log.close)
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        stack.callback(stop_process, process)
+        wait_for_port(port, 10, process)
+        yield f"redis://127.0.0.1:{port}/0"
+
+
+def _python_module(*args: str) -> list[str]:
+    return [sys.executable, "-m", "gemini_tasks", *args]
+
+
+@contextmanager
+def emulator(
+    keys: Mapping[str, str],
+    args: Sequence[str] = (),
+    port: int | None = None,
+    log_path: Path | None = None,
+) -> Iterator[str]:
+    """The Gemini API emulator knowing `keys` (secret -> project); yields its base URL."""
+    port = port or free_port()
+    command = _python_module("emulator", "--port", str(port), *args)
+    for secret, project in keys.items():
+        command += ["--key", f"{secret}@{project}"]
+    with ExitStack() as stack:
+        log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+        if log_path:
+            stack.callback(log.close)  # type: ignore[union-attr]
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        stack.callback(stop_process, process)
+        wait_for_port(port, 20, process)
+        url = f"http://127.0.0.1:{port}"
+        urllib.request.urlopen(f"{url}/_emulator/stats", timeout=5).close()
+        yield url
+
+
+def start_worker(
+    env: Mapping[str, str], name: str, concurrency: int, log_path: Path | None = None
+) -> subprocess.Popen:
+    """One worker process (`gemini-tasks worker`) with `env` added to this environment."""
+    command = _python_module(
+        "worker",
+        "--concurrency",
+        str(concurrency),
+        "--hostname",
+        f"{name}@%h",
+        "--loglevel",
+        "INFO",
+    )
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        return subprocess.Popen(
+            command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
+        )
+    finally:
+        if log_path:
+            log.close()  # type: ignore[union-attr]
+
+
+@contextmanager
+def workers(
+    count: int, env: Mapping[str, str], concurrency: int, log_dir: Path | None = None
+) -> Iterator[list[subprocess.Popen]]:
+    """`count` worker processes, stopped (warm shutdown) on exit."""
+    processes: list[subprocess.Popen] = []
+    try:
+        for i in range(count):
+            log_path = log_dir / f"worker-{i}.log" if log_dir else None
+            processes.append(start_worker(env, f"worker{i}", concurrency, log_path))
+        yield processes
+    finally:
+        # Signal them all first so their warm shutdowns run side by side.
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            stop_process(process)

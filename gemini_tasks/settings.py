@@ -1,0 +1,127 @@
+"""Every setting of gemini_tasks, read once from the environment and `.env`.
+
+Each setting is documented in the README's configuration table; a bad value stops the
+process at start with a `ConfigError` that names the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from dotenv import find_dotenv, load_dotenv
+
+from gemini_tasks.errors import ConfigError
+
+T = TypeVar("T")
+
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+DEFAULT_MODEL = "gemini-2.5-flash"
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str
+    broker_url: str
+    result_backend: str
+    model: str
+    task_time_limit: float
+    visibility_timeout: int
+    result_expires: int
+    max_retries: int
+    request_timeout: float
+    retry_backoff: float
+    retry_backoff_max: float
+    concurrency: int
+    queue: str
+    key_prefix: str
+    log_level: str
+    gemini_base_url: str | None
+    # False when REDIS_URL was not set: the CLI then runs a local, embedded cluster.
+    redis_url_configured: bool
+
+
+def _positive(kind: Callable[[str], T]) -> Callable[[str], T]:
+    def parse(raw: str) -> T:
+        value = kind(raw)
+        if value <= 0:  # type: ignore[operator]
+            raise ValueError("must be greater than 0")
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
+def _log_level(raw: str) -> str:
+    level = raw.upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+    return level
+
+
+def _redis_url(raw: str) -> str:
+    if not raw.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("must start with redis://, rediss:// or unix://")
+    return raw
+
+
+def _read(env: Mapping[str, str], name: str, default: Any, parse: Callable[[str], T]) -> T:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return parse(raw.strip())
+    except ValueError as exc:
+        reason = str(exc) if "must" in str(exc) else f"expected a {parse.__name__} value"
+        raise ConfigError(f"{name}={raw!r} is not valid: {reason}") from None
+
+
+def load_env_file() -> None:
+    """Load `.env` from the current directory upwards; real environment variables win."""
+    load_dotenv(find_dotenv(usecwd=True), override=False)
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from `env` (default: `.env` merged under `os.environ`)."""
+    if env is None:
+        load_env_file()
+        env = os.environ
+    redis_url = _read(env, "REDIS_URL", DEFAULT_REDIS_URL, _redis_url)
+    prefix = "GEMINI_TASKS_"
+    task_time_limit = _read(env, prefix + "TASK_TIME_LIMIT", 600.0, _positive(float))
+    visibility_timeout = _read(env, prefix + "VISIBILITY_TIMEOUT", 3600, _positive(int))
+    if visibility_timeout <= task_time_limit:
+        # The broker would hand a still-running task to a second worker.
+        raise ConfigError(
+            f"GEMINI_TASKS_VISIBILITY_TIMEOUT={visibility_timeout} must be greater than "
+            f"GEMINI_TASKS_TASK_TIME_LIMIT={task_time_limit:g}"
+        )
+    request_timeout = _read(env, prefix + "REQUEST_TIMEOUT", 120.0, _positive(float))
+    return Settings(
+        redis_url=redis_url,
+        broker_url=_read(env, prefix + "BROKER_URL", redis_url, _redis_url),
+        result_backend=_read(env, prefix + "RESULT_BACKEND", redis_url, _redis_url),
+        model=_read(env, prefix + "MODEL", DEFAULT_MODEL, str),
+        task_time_limit=task_time_limit,
+        visibility_timeout=visibility_timeout,
+        result_expires=_read(env, prefix + "RESULT_EXPIRES", 7 * 24 * 3600, _positive(int)),
+        max_retries=_read(env, prefix + "MAX_RETRIES", 5, _non_negative_int),
+        request_timeout=min(request_timeout, task_time_limit),
+        retry_backoff=_read(env, prefix + "RETRY_BACKOFF", 1.0, _positive(float)),
+        retry_backoff_max=_read(env, prefix + "RETRY_BACKOFF_MAX", 60.0, _positive(float)),
+        concurrency=_read(env, prefix + "CONCURRENCY", 100, _positive(int)),
+        queue=_read(env, prefix + "QUEUE", "gemini_tasks", str),
+        key_prefix=_read(env, prefix + "KEY_PREFIX", "gemini_tasks", str),
+        log_level=_read(env, prefix + "LOG_LEVEL", "INFO", _log_level),
+        gemini_base_url=env.get("GOOGLE_GEMINI_BASE_URL") or None,
+        redis_url_configured=bool(env.get("REDIS_URL")),
+    )
