@@ -125,9 +125,16 @@ def emulator(
 
 
 def start_worker(
-    env: Mapping[str, str], name: str, concurrency: int, log_path: Path | None = None
+    env: Mapping[str, str],
+    name: str,
+    concurrency: int,
+    log_path: Path | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.Popen:
-    """One worker process (`gemini-tasks worker`) with `env` added to this environment."""
+    """One worker process (`gemini-tasks worker`) with `env` added to this environment.
+
+    `cwd` decides which `.env` file the worker reads, if any.
+    """
     command = _python_module(
         "worker",
         "--concurrency",
@@ -140,7 +147,7 @@ def start_worker(
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     try:
         return subprocess.Popen(
-            command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
+            command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, cwd=cwd
         )
     finally:
         if log_path:
@@ -149,14 +156,18 @@ def start_worker(
 
 @contextmanager
 def workers(
-    count: int, env: Mapping[str, str], concurrency: int, log_dir: Path | None = None
+    count: int,
+    env: Mapping[str, str],
+    concurrency: int,
+    log_dir: Path | None = None,
+    cwd: Path | None = None,
 ) -> Iterator[list[subprocess.Popen]]:
     """`count` worker processes, stopped (warm shutdown) on exit."""
     processes: list[subprocess.Popen] = []
     try:
         for i in range(count):
             log_path = log_dir / f"worker-{i}.log" if log_dir else None
-            processes.append(start_worker(env, f"worker{i}", concurrency, log_path))
+            processes.append(start_worker(env, f"worker{i}", concurrency, log_path, cwd))
         yield processes
     finally:
         # Signal them all first so their warm shutdowns run side by side.

@@ -37,6 +37,7 @@ class Result:
     finish_reason: str | None = None
     usage: dict[str, Any] | None = None
     key_id: str | None = None
+    worker: str | None = None
     attempts: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     task_id: str | None = None

@@ -162,4 +162,6 @@ def generate(self: Any, record: Any, index: int = 0) -> dict[str, Any]:
     if stored.get("status") == states.SUCCESS:
         log.info("task %s already has a result; not calling Gemini again", self.request.id)
         return stored["result"]
-    return run_prompt(record, index, self.request.id).to_json()
+    result = run_prompt(record, index, self.request.id)
+    result.worker = self.request.hostname
+    return result.to_json()

@@ -1,0 +1,81 @@
+"""Real processes for integration tests: redis-server, the emulator, two workers."""
+
+import json
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gemini_tasks import local
+from tests.conftest import EMULATOR_PORT, FAKE_KEY, OTHER_PROJECT_KEY, REDIS_PORT, TEST_ENV
+
+
+class EmulatorControl:
+    """The running emulator's own endpoints: statistics, reset and live configuration."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def _post(self, path: str, body: dict) -> dict:
+        request = urllib.request.Request(
+            self.url + path, data=json.dumps(body).encode(), method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)
+
+    def stats(self, calls: bool = False) -> dict:
+        with urllib.request.urlopen(f"{self.url}/_emulator/stats?calls={int(calls)}") as r:
+            return json.load(r)
+
+    def reset(self) -> None:
+        self._post("/_emulator/reset", {})
+
+    def configure(self, **update: dict) -> dict:
+        return self._post("/_emulator/config", update)
+
+
+NO_FAULTS = {"error_500_rate": 0, "error_503_rate": 0, "hang_rate": 0, "latency": 0,
+             "latency_jitter": 0}
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("run")
+
+
+@pytest.fixture(scope="session")
+def redis_url(run_dir: Path) -> Iterator[str]:
+    with local.redis_server(run_dir, port=REDIS_PORT, appendonly=True) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def emulator_process(run_dir: Path) -> Iterator[EmulatorControl]:
+    keys = {FAKE_KEY: "project-a", OTHER_PROJECT_KEY: "project-b"}
+    with local.emulator(keys, ["--seed", "7"], EMULATOR_PORT, run_dir / "emulator.log") as url:
+        yield EmulatorControl(url)
+
+
+@pytest.fixture(scope="session")
+def worker_processes(redis_url: str, emulator_process: EmulatorControl, run_dir: Path):
+    with local.workers(2, TEST_ENV, concurrency=50, log_dir=run_dir, cwd=run_dir) as processes:
+        yield processes
+
+
+@pytest.fixture
+def emulator(emulator_process: EmulatorControl) -> Iterator[EmulatorControl]:
+    """The emulator with clean statistics and no faults, restored after the test."""
+    emulator_process.configure(faults=NO_FAULTS, limits={})
+    emulator_process.reset()
+    yield emulator_process
+    emulator_process.configure(faults=NO_FAULTS, limits={})
+
+
+@pytest.fixture
+def cluster(worker_processes, emulator: EmulatorControl) -> EmulatorControl:
+    """Redis, the emulator and two running workers; yields the emulator's controls."""
+    for process in worker_processes:
+        assert process.poll() is None, "a worker process died"
+    return emulator

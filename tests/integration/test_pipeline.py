@@ -1,0 +1,190 @@
+"""The pipeline end to end: producer -> Celery on Redis -> two workers -> emulator -> results."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gemini_tasks.jobs import Job, JobNotFound, submit
+from gemini_tasks.tasks import generate
+
+pytestmark = pytest.mark.integration
+
+
+def _records(n: int, tag: str) -> list[dict]:
+    return [{"prompt": f"{tag} prompt number {i}", "metadata": {"i": i}} for i in range(n)]
+
+
+def test_500_prompts_through_two_workers_come_back_in_order(cluster):
+    job = submit(_records(500, "bulk"))
+    results = list(job.results(timeout=120))
+
+    assert [r.index for r in results] == list(range(500))
+    for i, result in enumerate(results):
+        assert result.error is None, result.error
+        assert result.response == f"echo: bulk prompt number {i}"
+        assert result.metadata == {"i": i}
+        assert result.usage["total_token_count"] > 0
+        assert result.key_id and result.key_id.startswith("key-")
+        assert result.attempts == 1
+    assert len({r.worker for r in results}) == 2, "both worker processes should take tasks"
+    assert cluster.stats()["by_outcome"] == {"ok": 500}
+
+
+def test_group_collected_by_id_from_a_fresh_process(cluster, tmp_path: Path):
+    job = submit(_records(20, "fresh"))
+    out = tmp_path / "results.jsonl"
+
+    done = subprocess.run(
+        [sys.executable, "-m", "gemini_tasks", "collect", job.id, "-o", str(out),
+         "--timeout", "60"],
+        capture_output=True, text=True, timeout=120, env=os.environ,
+    )
+
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["response"] for line in lines] == [
+        f"echo: fresh prompt number {i}" for i in range(20)
+    ]
+    assert "20 of 20 prompts succeeded" in done.stderr
+
+
+def test_results_as_completed_returns_every_prompt_once(cluster):
+    job = submit(_records(50, "completed"))
+    results = list(Job.restore(job.id).as_completed(timeout=60))
+    assert sorted(r.index for r in results) == list(range(50))
+
+
+def test_restoring_an_unknown_job_fails_clearly(cluster):
+    with pytest.raises(JobNotFound, match="no job with id 'nope'"):
+        Job.restore("nope")
+
+
+def test_server_errors_are_retried_to_success(cluster):
+    cluster.configure(faults={"error_500_rate": 0.2, "error_503_rate": 0.2})
+    results = list(submit(_records(60, "flaky")).results(timeout=120))
+
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+    assert any(r.attempts > 1 for r in results)
+    retried = [r for r in results if r.attempts > 1]
+    assert all(r.timings["waited_seconds"] > 0 for r in retried)
+    outcomes = cluster.stats()["by_outcome"]
+    assert outcomes["500"] + outcomes["503"] > 0
+    assert outcomes["ok"] == 60
+
+
+def test_persistent_server_error_ends_with_a_clear_error(cluster):
+    cluster.configure(faults={"error_503_rate": 1.0})
+    [result] = submit(_records(1, "doomed")).results(timeout=60)
+
+    assert result.error_kind == "server"
+    assert result.attempts == 5  # GEMINI_TASKS_MAX_RETRIES=4, plus the first attempt
+    assert "persistent" in result.error.lower()
+    assert "503 UNAVAILABLE" in result.error and "overloaded" in result.error
+
+
+def test_invalid_request_is_not_retried(cluster):
+    records = [
+        {"prompt": "too hot", "generation_config": {"temperature": 5}},
+        {"prompt": "which model?", "model": "no-such-model"},
+    ]
+    hot, unknown_model = submit(records).results(timeout=60)
+
+    assert hot.error_kind == "invalid_request" and hot.attempts == 1
+    assert "400 INVALID_ARGUMENT" in hot.error and "temperature" in hot.error
+    assert unknown_model.error_kind == "invalid_request" and unknown_model.attempts == 1
+    assert "404 NOT_FOUND" in unknown_model.error
+    assert cluster.stats()["by_outcome"] == {"400": 1, "404": 1}
+
+
+def test_hanging_calls_time_out_and_are_retried(cluster):
+    cluster.configure(faults={"hang_rate": 1.0, "hang_seconds": 30})
+    [result] = submit(_records(1, "hang")).results(timeout=60)
+
+    assert result.attempts == 5
+    assert "persistent" in result.error and "Timeout" in result.error
+
+
+def test_invalid_records_fail_alone(cluster):
+    records = [
+        {"prompt": "fine"},
+        {"metadata": {"no": "prompt"}},
+        {"prompt": "extra", "colour": "blue"},
+        {"prompt": "bad config", "generation_config": {"temperature": "warm"}},
+        {"prompt": "also fine"},
+    ]
+    results = list(submit(records).results(timeout=60))
+
+    assert [r.ok for r in results] == [True, False, False, False, True]
+    assert "'prompt' is required" in results[1].error
+    assert results[1].metadata == {"no": "prompt"}
+    assert "unknown field(s) 'colour'" in results[2].error
+    assert "generation_config" in results[3].error and "temperature" in results[3].error
+    assert all(r.error_kind == "invalid_prompt" for r in results[1:4])
+
+
+def test_cli_run_reports_bad_lines_by_number_and_finishes_the_rest(cluster, tmp_path: Path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        '{"prompt": "one"}\n'
+        '{"prompt": "two"}\n'
+        '{"prompt": "three", \n'
+        '{"prompt": "four"}\n'
+        '{"metadata": {}}\n'
+        '{"prompt": "six"}\n'
+    )
+    out = tmp_path / "results.jsonl"
+
+    done = subprocess.run(
+        [sys.executable, "-m", "gemini_tasks", "run", str(prompts), "-o", str(out),
+         "--timeout", "60"],
+        capture_output=True, text=True, timeout=120, env=os.environ,
+    )
+
+    assert done.returncode == 3, done.stderr  # some prompts failed
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == 6
+    assert [line["response"] for line in lines if line["error"] is None] == [
+        "echo: one", "echo: two", "echo: four", "echo: six"
+    ]
+    assert lines[2]["error"].startswith("invalid prompt: line 3: not valid JSON")
+    assert lines[4]["error"].startswith("invalid prompt: line 5: 'prompt' is required")
+    assert "4 of 6 prompts succeeded, 2 failed" in done.stderr
+
+
+def test_redelivered_task_does_not_call_gemini_again(cluster):
+    job = submit(_records(1, "once"))
+    [first] = job.results(timeout=60)
+
+    again = generate.apply_async(args=({"prompt": "once prompt number 0"}, 0),
+                                 task_id=job.task_id(0))
+    assert again.get(timeout=60) == first.to_json()
+    assert cluster.stats()["by_outcome"] == {"ok": 1}
+
+
+def test_no_secret_reaches_redis_results_or_logs(cluster, redis_url, run_dir: Path):
+    from tests.conftest import FAKE_KEY
+
+    cluster.configure(faults={"error_503_rate": 0.5})
+    list(submit(_records(30, "secret")).results(timeout=120))
+
+    from gemini_tasks.celery import app
+
+    client = app.backend.client
+    for key in client.scan_iter(count=1000):
+        assert FAKE_KEY.encode() not in key
+        kind = client.type(key)
+        if kind == b"string":
+            values = [client.get(key)]
+        elif kind == b"hash":
+            values = list(client.hgetall(key).values())
+        elif kind == b"list":
+            values = client.lrange(key, 0, -1)
+        else:
+            values = []
+        assert not any(FAKE_KEY.encode() in (v or b"") for v in values), key
+    for log in run_dir.glob("worker-*.log"):
+        assert FAKE_KEY not in log.read_text(errors="replace"), log

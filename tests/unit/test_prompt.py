@@ -1,0 +1,56 @@
+import pytest
+from google.genai import types
+
+from gemini_tasks.errors import InvalidPrompt
+from gemini_tasks.prompt import PromptRecord, parse_record
+from gemini_tasks.request import build_request
+
+
+def test_seed_record_parses():
+    record = parse_record(
+        {
+            "prompt": "Write a creative story:",
+            "generation_config": {"temperature": 0.9, "top_p": 0.8, "max_output_tokens": 1000},
+            "metadata": {"task_id": "creative_task"},
+        }
+    )
+    assert record.metadata == {"task_id": "creative_task"}
+    assert record.to_json()["generation_config"]["temperature"] == 0.9
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ("just a string", "must be a JSON object"),
+        ({}, "'prompt' is required"),
+        ({"prompt": "  "}, "'prompt' is required"),
+        ({"prompt": "x", "metadata": [1]}, "'metadata' must be an object"),
+        ({"prompt": "x", "metadata": {"f": object()}}, "JSON-serializable"),
+        ({"prompt": "x", "colour": 1}, "unknown field(s) 'colour'"),
+        ({"prompt": "x", "generation_config": {"temperature": "hot"}}, "temperature"),
+        ({"prompt": "x", "generation_config": {"no_such_option": 1}}, "no_such_option"),
+        ({"prompt": "x", "generation_config": {"http_options": {}}}, "http_options"),
+        ({"prompt": "x", "model": 3}, "'model' must be a non-empty string"),
+    ],
+)
+def test_bad_records_name_the_problem(record, message):
+    with pytest.raises(InvalidPrompt) as info:
+        parse_record(record)
+    assert message in str(info.value)
+
+
+def test_request_uses_record_overrides_and_attempt_timeout():
+    record = PromptRecord(
+        prompt="hi", model="gemini-2.5-pro", system_instruction="be brief",
+        generation_config={"temperature": 0.2},
+    )
+    request = build_request(record, "gemini-default", timeout_seconds=2.5)
+    assert request.model == "gemini-2.5-pro"
+    assert request.contents == [types.Content(role="user", parts=[types.Part(text="hi")])]
+    assert request.config.temperature == 0.2
+    assert request.config.system_instruction == "be brief"
+    assert request.config.http_options.timeout == 2500
+
+
+def test_request_falls_back_to_default_model():
+    assert build_request(PromptRecord(prompt="hi"), "gemini-default", 10).model == "gemini-default"
