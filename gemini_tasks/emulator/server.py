@@ -356,4 +356,7 @@ def serve(config: EmulatorConfig, host: str, port: int) -> None:
     """Run the emulator until interrupted."""
     emulator = Emulator(config)
     print(f"Gemini API emulator listening on http://{host}:{port}", flush=True)
-    web.run_app(emulator.app(), host=host, port=port, print=None, access_log=None)
+    # Hung calls are deliberate: do not wait for them when asked to stop.
+    web.run_app(
+        emulator.app(), host=host, port=port, print=None, access_log=None, shutdown_timeout=1
+    )
