@@ -19,7 +19,9 @@ class EmulatorControl:
 
     def _post(self, path: str, body: dict) -> dict:
         request = urllib.request.Request(
-            self.url + path, data=json.dumps(body).encode(), method="POST",
+            self.url + path,
+            data=json.dumps(body).encode(),
+            method="POST",
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -36,8 +38,13 @@ class EmulatorControl:
         return self._post("/_emulator/config", update)
 
 
-NO_FAULTS = {"error_500_rate": 0, "error_503_rate": 0, "hang_rate": 0, "latency": 0,
-             "latency_jitter": 0}
+NO_FAULTS = {
+    "error_500_rate": 0,
+    "error_503_rate": 0,
+    "hang_rate": 0,
+    "latency": 0,
+    "latency_jitter": 0,
+}
 
 
 @pytest.fixture(scope="session")

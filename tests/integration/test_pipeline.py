@@ -39,9 +39,21 @@ def test_group_collected_by_id_from_a_fresh_process(cluster, tmp_path: Path):
     out = tmp_path / "results.jsonl"
 
     done = subprocess.run(
-        [sys.executable, "-m", "gemini_tasks", "collect", job.id, "-o", str(out),
-         "--timeout", "60"],
-        capture_output=True, text=True, timeout=120, env=os.environ,
+        [
+            sys.executable,
+            "-m",
+            "gemini_tasks",
+            "collect",
+            job.id,
+            "-o",
+            str(out),
+            "--timeout",
+            "60",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ,
     )
 
     assert done.returncode == 0, done.stderr
@@ -139,16 +151,31 @@ def test_cli_run_reports_bad_lines_by_number_and_finishes_the_rest(cluster, tmp_
     out = tmp_path / "results.jsonl"
 
     done = subprocess.run(
-        [sys.executable, "-m", "gemini_tasks", "run", str(prompts), "-o", str(out),
-         "--timeout", "60"],
-        capture_output=True, text=True, timeout=120, env=os.environ,
+        [
+            sys.executable,
+            "-m",
+            "gemini_tasks",
+            "run",
+            str(prompts),
+            "-o",
+            str(out),
+            "--timeout",
+            "60",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ,
     )
 
     assert done.returncode == 3, done.stderr  # some prompts failed
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(lines) == 6
     assert [line["response"] for line in lines if line["error"] is None] == [
-        "echo: one", "echo: two", "echo: four", "echo: six"
+        "echo: one",
+        "echo: two",
+        "echo: four",
+        "echo: six",
     ]
     assert lines[2]["error"].startswith("invalid prompt: line 3: not valid JSON")
     assert lines[4]["error"].startswith("invalid prompt: line 5: 'prompt' is required")
@@ -159,8 +186,9 @@ def test_redelivered_task_does_not_call_gemini_again(cluster):
     job = submit(_records(1, "once"))
     [first] = job.results(timeout=60)
 
-    again = generate.apply_async(args=({"prompt": "once prompt number 0"}, 0),
-                                 task_id=job.task_id(0))
+    again = generate.apply_async(
+        args=({"prompt": "once prompt number 0"}, 0), task_id=job.task_id(0)
+    )
     assert again.get(timeout=60) == first.to_json()
     assert cluster.stats()["by_outcome"] == {"ok": 1}
 

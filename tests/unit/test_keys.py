@@ -7,7 +7,9 @@ from gemini_tasks.keys import key_id, load_keys, redact
 def test_all_numbered_keys_in_numeric_order():
     env = {"GEMINI_API_KEY_10": "k10", "GEMINI_API_KEY_2": "k2", "GEMINI_API_KEY_1": "k1"}
     assert [k.label for k in load_keys(env=env)] == [
-        "GEMINI_API_KEY_1", "GEMINI_API_KEY_2", "GEMINI_API_KEY_10"
+        "GEMINI_API_KEY_1",
+        "GEMINI_API_KEY_2",
+        "GEMINI_API_KEY_10",
     ]
 
 

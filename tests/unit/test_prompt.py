@@ -41,7 +41,9 @@ def test_bad_records_name_the_problem(record, message):
 
 def test_request_uses_record_overrides_and_attempt_timeout():
     record = PromptRecord(
-        prompt="hi", model="gemini-2.5-pro", system_instruction="be brief",
+        prompt="hi",
+        model="gemini-2.5-pro",
+        system_instruction="be brief",
         generation_config={"temperature": 0.2},
     )
     request = build_request(record, "gemini-default", timeout_seconds=2.5)
