@@ -120,6 +120,7 @@ def worker(
     metavar="SECRET[@PROJECT]",
     help="A key the emulator accepts, and its project (default: its own project).",
 )
+@click.option("--any-key", is_flag=True, help="Accept every key, each in its own project.")
 @click.option("--rpm", type=int, default=0, help="Requests per minute per project and model.")
 @click.option("--tpm", type=int, default=0, help="Input tokens per minute per project and model.")
 @click.option("--rpd", type=int, default=0, help="Requests per day per project and model.")
@@ -134,6 +135,7 @@ def emulator(
     host: str,
     port: int,
     keys: tuple[str, ...],
+    any_key: bool,
     rpm: int,
     tpm: int,
     rpd: int,
@@ -160,6 +162,7 @@ def emulator(
         key_projects[secret] = project or f"project-{i + 1}"
     config = EmulatorConfig(
         keys=key_projects,
+        any_key=any_key,
         limits=Limits(rpm=rpm, tpm=tpm, rpd=rpd),
         faults=Faults(
             latency=latency,

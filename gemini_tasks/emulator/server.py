@@ -46,6 +46,8 @@ class Faults:
 @dataclass
 class EmulatorConfig:
     keys: dict[str, str] = field(default_factory=dict)  # secret -> project
+    # For dry runs: every key is accepted, each in a project of its own.
+    any_key: bool = False
     limits: Limits = field(default_factory=Limits)
     model_limits: dict[str, Limits] = field(default_factory=dict)
     faults: Faults = field(default_factory=Faults)
@@ -131,6 +133,8 @@ class Emulator:
         if not secret:
             raise _Rejected(403, payloads.unregistered_caller(), "403")
         project = self.config.keys.get(secret)
+        if project is None and self.config.any_key:
+            project = key_id(secret)
         if project is None:
             raise _Rejected(400, payloads.api_key_invalid(), "key_invalid")
         return key_id(secret), project
