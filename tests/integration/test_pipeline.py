@@ -216,3 +216,39 @@ def test_no_secret_reaches_redis_results_or_logs(cluster, redis_url, run_dir: Pa
         assert not any(FAKE_KEY.encode() in (v or b"") for v in values), key
     for log in run_dir.glob("worker-*.log"):
         assert FAKE_KEY not in log.read_text(errors="replace"), log
+
+
+def test_each_worker_process_holds_many_calls_in_flight(cluster):
+    cluster.configure(faults={"latency": 0.5})
+    results = list(submit(_records(200, "slow")).results(timeout=120))
+
+    assert all(r.ok for r in results)
+    # Two processes of 50 threads each: nearly all of them waited on Gemini at once.
+    assert cluster.stats()["max_in_flight"] >= 90
+
+
+def test_plain_celery_worker_command_works(cluster, run_dir: Path):
+    log = run_dir / "celery-worker.log"
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "gemini_tasks",
+        "worker",
+        "--queues",
+        "plain-celery",
+        "--hostname",
+        "plain@%h",
+    ]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=run_dir, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        sent = generate.apply_async(args=({"prompt": "via celery -A"}, 0), queue="plain-celery")
+        result = sent.get(timeout=60)
+    finally:
+        process.terminate()
+        process.wait(30)
+    assert result["response"] == "echo: via celery -A"
+    assert result["worker"].startswith("plain@")
+    assert "(thread)" in log.read_text()  # the project's threads pool is the default
