@@ -29,10 +29,16 @@ def key_id(secret: str) -> str:
 class ApiKey:
     label: str
     secret: str = field(repr=False)
+    # Keys of one Google project share its quota; an undeclared key is a project of its own.
+    declared_project: str | None = None
 
     @property
     def id(self) -> str:
         return key_id(self.secret)
+
+    @property
+    def project(self) -> str:
+        return self.declared_project or self.id
 
     def __str__(self) -> str:
         return f"{self.id} ({self.label})"
@@ -52,9 +58,13 @@ def key_variable_names(env: Mapping[str, str]) -> list[str]:
 
 
 def load_keys(
-    names: Sequence[str] | None = None, env: Mapping[str, str] | None = None
+    names: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    projects: Mapping[str, str] | None = None,
 ) -> list[ApiKey]:
     """Read the keys named by `names` (default: every `GEMINI_API_KEY_*`) from `env`.
+
+    `projects` maps a variable name to the Google project its key belongs to.
 
     A named variable that is unset or empty is skipped with a warning, as in the seed
     library; no usable key at all raises `NoApiKeys`.
@@ -67,7 +77,7 @@ def load_keys(
         if not secret:
             log.warning("API key variable %s is not set or empty; skipping it", name)
             continue
-        key = ApiKey(label=name, secret=secret)
+        key = ApiKey(label=name, secret=secret, declared_project=(projects or {}).get(name))
         keys.setdefault(key.id, key)
     if not keys:
         wanted = ", ".join(names) if names else "GEMINI_API_KEY_1, GEMINI_API_KEY_2, ..."

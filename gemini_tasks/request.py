@@ -29,3 +29,12 @@ def build_request(
         contents=[types.Content(role="user", parts=[types.Part(text=record.prompt)])],
         config=types.GenerateContentConfig(**config),
     )
+
+
+def estimate_tokens(record: PromptRecord) -> int:
+    """Input tokens a prompt will count against TPM quotas, before Gemini counts them.
+
+    Gemini averages about four characters per token; the pool corrects the estimate with
+    the real count once the call returns.
+    """
+    return max(1, (len(record.prompt) + len(record.system_instruction or "")) // 4)

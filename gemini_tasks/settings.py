@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from dotenv import find_dotenv, load_dotenv
 
 from gemini_tasks.errors import ConfigError
+from gemini_tasks.limits import Limits, LimitTable, parse_limits
 
 T = TypeVar("T")
 
@@ -39,6 +40,15 @@ class Settings:
     key_prefix: str
     log_level: str
     gemini_base_url: str | None
+    api_key_names: tuple[str, ...]
+    projects: dict[str, str]
+    key_cooldown_seconds: float
+    exhausted_wait_seconds: float
+    fully_exhausted_wait_seconds: float
+    max_exhausted_retries: int
+    limits: LimitTable
+    max_key_wait: float
+    short_key_wait: float
     # False when REDIS_URL was not set: the CLI then runs a local, embedded cluster.
     redis_url_configured: bool
 
@@ -74,6 +84,31 @@ def _redis_url(raw: str) -> str:
     return raw
 
 
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
+def _names(raw: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in raw.split(",") if n.strip())
+
+
+def _projects(raw: str) -> dict[str, str]:
+    """`project=VAR,VAR; project=VAR` into {variable name: project}."""
+    projects: dict[str, str] = {}
+    for entry in filter(None, (e.strip() for e in raw.split(";"))):
+        project, sep, names = entry.partition("=")
+        if not sep or not project.strip() or not _names(names):
+            raise ValueError(
+                f"must look like project=GEMINI_API_KEY_1,GEMINI_API_KEY_2; got {entry!r}"
+            )
+        for name in _names(names):
+            projects[name] = project.strip()
+    return projects
+
+
 def _read(env: Mapping[str, str], name: str, default: Any, parse: Callable[[str], T]) -> T:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
@@ -106,11 +141,23 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             f"GEMINI_TASKS_TASK_TIME_LIMIT={task_time_limit:g}"
         )
     request_timeout = _read(env, prefix + "REQUEST_TIMEOUT", 120.0, _positive(float))
+    model = _read(env, prefix + "MODEL", DEFAULT_MODEL, str)
+    per_model, per_project = _read(env, prefix + "LIMITS", ({}, {}), parse_limits)
+    limits = LimitTable(
+        default_model=model,
+        default=Limits(
+            rpm=_read(env, prefix + "RPM", 0, _non_negative_int),
+            tpm=_read(env, prefix + "TPM", 0, _non_negative_int),
+            rpd=_read(env, prefix + "RPD", 0, _non_negative_int),
+        ),
+        per_model=per_model,
+        per_project_model=per_project,
+    )
     return Settings(
         redis_url=redis_url,
         broker_url=_read(env, prefix + "BROKER_URL", redis_url, _redis_url),
         result_backend=_read(env, prefix + "RESULT_BACKEND", redis_url, _redis_url),
-        model=_read(env, prefix + "MODEL", DEFAULT_MODEL, str),
+        model=model,
         task_time_limit=task_time_limit,
         visibility_timeout=visibility_timeout,
         result_expires=_read(env, prefix + "RESULT_EXPIRES", 7 * 24 * 3600, _positive(int)),
@@ -124,4 +171,17 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         log_level=_read(env, prefix + "LOG_LEVEL", "INFO", _log_level),
         gemini_base_url=env.get("GOOGLE_GEMINI_BASE_URL") or None,
         redis_url_configured=bool(env.get("REDIS_URL")),
+        api_key_names=_read(env, prefix + "API_KEY_NAMES", (), _names),
+        projects=_read(env, prefix + "PROJECTS", {}, _projects),
+        key_cooldown_seconds=_read(env, prefix + "KEY_COOLDOWN_SECONDS", 0.0, _non_negative_float),
+        exhausted_wait_seconds=_read(
+            env, prefix + "EXHAUSTED_WAIT_SECONDS", 60.0, _non_negative_float
+        ),
+        fully_exhausted_wait_seconds=_read(
+            env, prefix + "FULLY_EXHAUSTED_WAIT_SECONDS", 43200.0, _non_negative_float
+        ),
+        max_exhausted_retries=_read(env, prefix + "MAX_EXHAUSTED_RETRIES", 3, _positive(int)),
+        limits=limits,
+        max_key_wait=_read(env, prefix + "MAX_KEY_WAIT", 90000.0, _non_negative_float),
+        short_key_wait=_read(env, prefix + "SHORT_KEY_WAIT", 30.0, _non_negative_float),
     )

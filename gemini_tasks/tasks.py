@@ -1,9 +1,10 @@
 """The one Celery task: send one prompt record to Gemini and return its `Result`.
 
 A prompt's failure is a result with an `error`, not a failed task, so every prompt of a
-group ends with exactly one stored result. Quota errors (429) wait and try again; server
-errors, overloads, timeouts and network failures back off exponentially with jitter;
-requests Gemini refuses (4xx) are not retried.
+group ends with exactly one stored result. Each call leases a key from the cluster-wide
+pool. A 429 or an invalid key is not the prompt's fault: the key's state is recorded and
+the call goes to another key. Server errors, overloads, timeouts and network failures
+back off exponentially with jitter; requests Gemini refuses (other 4xx) are not retried.
 """
 
 from __future__ import annotations
@@ -14,44 +15,49 @@ import threading
 import time
 from typing import Any
 
+import redis
 from celery import states
 from celery.signals import worker_init
 
 from gemini_tasks.celery import app, settings
 from gemini_tasks.clients import client_for
 from gemini_tasks.errors import (
-    GeminiCallError,
+    GeminiTasksError,
     InvalidPrompt,
     InvalidRequest,
     KeyInvalid,
     QuotaExceeded,
     classify,
 )
-from gemini_tasks.keys import ApiKey, load_keys, redact
-from gemini_tasks.prompt import parse_record
-from gemini_tasks.request import build_request
+from gemini_tasks.keys import load_keys, redact
+from gemini_tasks.pool import KeyPool, Lease, PoolConfig
+from gemini_tasks.prompt import PromptRecord, parse_record
+from gemini_tasks.request import build_request, estimate_tokens
 from gemini_tasks.result import Result, metadata_of
 
 log = logging.getLogger(__name__)
 
-_keys: list[ApiKey] | None = None
-_keys_lock = threading.Lock()
+_pool: KeyPool | None = None
+_pool_lock = threading.Lock()
 
 
-def worker_keys() -> list[ApiKey]:
-    """This worker's API keys, read from the environment once."""
-    global _keys
-    with _keys_lock:
-        if _keys is None:
-            _keys = load_keys()
-        return _keys
+def worker_pool() -> KeyPool:
+    """This worker process's handle on the key pool, with its keys registered."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            keys = load_keys(settings.api_key_names or None, projects=settings.projects)
+            client = redis.Redis.from_url(settings.redis_url, health_check_interval=10)
+            _pool = KeyPool(client, keys, PoolConfig.from_settings(settings), settings.key_prefix)
+            _pool.register()
+        return _pool
 
 
 @worker_init.connect
-def _check_keys_at_start(**_: Any) -> None:
+def _register_keys_at_start(**_: Any) -> None:
     # A worker without keys would fail every task it takes: refuse to start instead.
-    keys = worker_keys()
-    log.info("worker has %d API key(s): %s", len(keys), ", ".join(str(k) for k in keys))
+    pool = worker_pool()
+    log.info("worker has %d API key(s): %s", len(pool.keys), ", ".join(map(str, pool.key_list)))
 
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:
@@ -59,80 +65,154 @@ def backoff_delay(attempt: int, base: float, cap: float) -> float:
     return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
 
 
-def _final_error(err: GeminiCallError, attempts: int) -> str:
-    if isinstance(err, QuotaExceeded):
-        return f"all keys exhausted after {attempts} attempts: {err}"
-    return f"persistent error after {attempts} attempts: {err}"
+class RequeueForKey(Exception):
+    """No key is usable for longer than a worker thread should sleep."""
+
+    def __init__(self, seconds: float, carry: dict[str, Any]):
+        super().__init__(f"next key usable in {seconds:.1f}s")
+        self.seconds = seconds
+        self.carry = carry
 
 
-def run_prompt(raw_record: Any, index: int, task_id: str | None = None) -> Result:
-    """Call Gemini for one prompt record, retrying as the error allows."""
-    started = time.time()
-    deadline = time.monotonic() + settings.task_time_limit
-    result = Result(index=index, metadata=metadata_of(raw_record), task_id=task_id)
-    api_seconds = waited_seconds = 0.0
-    try:
-        record = parse_record(raw_record)
-    except InvalidPrompt as exc:
-        result.error, result.error_kind = f"invalid prompt: {exc}", "invalid_prompt"
-        result.timings = {"started_at": started, "finished_at": time.time()}
-        return result
+class _KeyUnavailable(GeminiTasksError):
+    """The prompt cannot get a key within its limits; the message says why."""
 
-    keys = worker_keys()
-    attempts_allowed = settings.max_retries + 1
-    for attempt in range(1, attempts_allowed + 1):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            result.error = (
-                f"task time limit of {settings.task_time_limit:g}s reached after "
-                f"{attempt - 1} attempts; last error: {result.error}"
-            )
-            result.error_kind = "time_limit"
-            break
-        key = keys[0]
-        request = build_request(record, settings.model, min(settings.request_timeout, remaining))
-        result.attempts, result.key_id, result.model = attempt, key.id, request.model
-        call_started = time.monotonic()
+
+class PromptRun:
+    """One execution of one prompt: leases, calls, retries; `carry` survives a re-queue."""
+
+    def __init__(self, raw_record: Any, index: int, task_id: str | None, carry: dict | None):
+        carry = carry or {}
+        self.raw_record = raw_record
+        self.result = Result(index=index, metadata=metadata_of(raw_record), task_id=task_id)
+        self.result.attempts = carry.get("attempts", 0)
+        self.waiting_since: float | None = carry.get("waiting_since")
+        self.key_wait = carry.get("key_wait_seconds", 0.0)
+        self.server_failures = carry.get("server_failures", 0)
+        self.started = time.time()
+        self.deadline = time.monotonic() + settings.task_time_limit
+        self.api_seconds = self.backoff_seconds = 0.0
+
+    def carry(self) -> dict[str, Any]:
+        return {
+            "attempts": self.result.attempts,
+            "waiting_since": self.waiting_since,
+            "key_wait_seconds": self.key_wait,
+            "server_failures": self.server_failures,
+        }
+
+    def run(self) -> Result:
         try:
-            response = client_for(key, settings.gemini_base_url).models.generate_content(
-                model=request.model, contents=request.contents, config=request.config
-            )
-        except Exception as exc:  # every failure is classified below
-            api_seconds += time.monotonic() - call_started
-            err = classify(exc)
-            message = redact(str(err), keys)
-            result.error, result.error_kind = message, err.kind
-            log.warning(
-                "task %s attempt %d/%d with %s failed: %s",
-                task_id,
-                attempt,
-                attempts_allowed,
-                key.id,
-                message,
-            )
-            if isinstance(err, (InvalidRequest, KeyInvalid)):
-                break
-            if attempt == attempts_allowed:
-                result.error = redact(_final_error(err, attempt), keys)
-                break
-            delay = backoff_delay(attempt, settings.retry_backoff, settings.retry_backoff_max)
-            if isinstance(err, QuotaExceeded) and err.retry_delay:
-                delay = max(delay, err.retry_delay)
-            delay = min(delay, max(0.0, deadline - time.monotonic()))
-            time.sleep(delay)
-            waited_seconds += delay
-            continue
-        api_seconds += time.monotonic() - call_started
-        _fill_from_response(result, response)
-        break
+            record = parse_record(self.raw_record)
+        except InvalidPrompt as exc:
+            self._fail(f"invalid prompt: {exc}", "invalid_prompt")
+        else:
+            try:
+                self._call_until_done(record, worker_pool())
+            except _KeyUnavailable as exc:
+                self._fail(str(exc), "quota")
+        self.result.timings = {
+            "started_at": self.started,
+            "finished_at": time.time(),
+            "api_seconds": round(self.api_seconds, 6),
+            "backoff_seconds": round(self.backoff_seconds, 6),
+            "key_wait_seconds": round(self.key_wait, 6),
+        }
+        return self.result
 
-    result.timings = {
-        "started_at": started,
-        "finished_at": time.time(),
-        "api_seconds": round(api_seconds, 6),
-        "waited_seconds": round(waited_seconds, 6),
-    }
-    return result
+    def _fail(self, message: str, kind: str) -> None:
+        self.result.error, self.result.error_kind = message, kind
+
+    def _call_until_done(self, record: PromptRecord, pool: KeyPool) -> None:
+        attempts_allowed = settings.max_retries + 1
+        tokens = estimate_tokens(record)
+        while True:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                self._fail(
+                    f"task time limit of {settings.task_time_limit:g}s reached after "
+                    f"{self.result.attempts} attempts; last error: {self.result.error}",
+                    "time_limit",
+                )
+                return
+            model = record.model or settings.model
+            lease = self._lease(pool, model, tokens)
+            request = build_request(
+                record, settings.model, min(settings.request_timeout, remaining)
+            )
+            self.result.attempts += 1
+            self.result.key_id, self.result.model = lease.key.id, request.model
+            call_started = time.monotonic()
+            try:
+                response = client_for(lease.key, settings.gemini_base_url).models.generate_content(
+                    model=request.model, contents=request.contents, config=request.config
+                )
+            except Exception as exc:  # every failure is classified below
+                self.api_seconds += time.monotonic() - call_started
+                err = classify(exc)
+                pool.release(lease, err)
+                message = redact(str(err), pool.key_list)
+                self._fail(message, err.kind)
+                log.warning(
+                    "task %s attempt %d with %s failed: %s",
+                    self.result.task_id,
+                    self.result.attempts,
+                    lease.key.id,
+                    message,
+                )
+                if isinstance(err, (QuotaExceeded, KeyInvalid)):
+                    continue  # the key's fault, not the prompt's: lease another
+                if isinstance(err, InvalidRequest):
+                    return
+                self.server_failures += 1
+                if self.server_failures >= attempts_allowed:
+                    self._fail(
+                        f"persistent error after {self.server_failures} attempts: {message}",
+                        err.kind,
+                    )
+                    return
+                delay = backoff_delay(
+                    self.server_failures, settings.retry_backoff, settings.retry_backoff_max
+                )
+                delay = min(delay, max(0.0, self.deadline - time.monotonic()))
+                time.sleep(delay)
+                self.backoff_seconds += delay
+                continue
+            self.api_seconds += time.monotonic() - call_started
+            tokens_used = (
+                response.usage_metadata.prompt_token_count if response.usage_metadata else 0
+            )
+            pool.release(lease, None, tokens_used or 0)
+            _fill_from_response(self.result, response)
+            return
+
+    def _lease(self, pool: KeyPool, model: str, tokens: int) -> Lease:
+        """A key for the next call: sleeps through short waits, re-queues for long ones."""
+        while True:
+            got = pool.acquire(model, tokens)
+            if isinstance(got, Lease):
+                return got
+            if got.seconds == float("inf"):
+                raise _KeyUnavailable(
+                    f"no usable API key: all {len(pool.keys)} keys of this worker are "
+                    f"FAILED_INIT (invalid); last error: {self.result.error}"
+                )
+            if self.waiting_since is None:
+                self.waiting_since = time.time()
+            waited = time.time() - self.waiting_since
+            if waited + got.seconds > settings.max_key_wait:
+                raise _KeyUnavailable(
+                    f"all keys exhausted: next key usable in {got.seconds:.0f}s, after "
+                    f"{waited:.0f}s of waiting (GEMINI_TASKS_MAX_KEY_WAIT="
+                    f"{settings.max_key_wait:g}); last error: {self.result.error}"
+                )
+            left = self.deadline - time.monotonic() - 1
+            if got.seconds > min(settings.short_key_wait, left):
+                raise RequeueForKey(got.seconds, self.carry())
+            # Jitter, so the threads woken for one freed key do not all ask at once.
+            pause = got.seconds + random.uniform(0, 0.05)
+            time.sleep(pause)
+            self.key_wait += pause
 
 
 def _fill_from_response(result: Result, response: Any) -> None:
@@ -155,13 +235,25 @@ def _fill_from_response(result: Result, response: Any) -> None:
 
 
 @app.task(bind=True, name="gemini_tasks.generate")
-def generate(self: Any, record: Any, index: int = 0) -> dict[str, Any]:
+def generate(self: Any, record: Any, index: int = 0, carry: dict | None = None) -> dict[str, Any]:
     """Celery entry point: one prompt record in, one `Result` (as JSON) out."""
     # A redelivered message whose first run already finished must not call Gemini again.
     stored = self.backend.get_task_meta(self.request.id)
     if stored.get("status") == states.SUCCESS:
         log.info("task %s already has a result; not calling Gemini again", self.request.id)
         return stored["result"]
-    result = run_prompt(record, index, self.request.id)
+    try:
+        result = PromptRun(record, index, self.request.id, carry).run()
+    except RequeueForKey as wait:
+        # Free this thread; the countdown stays well inside the broker's visibility timeout,
+        # so the waiting message is never handed to a second worker.
+        countdown = min(wait.seconds, settings.visibility_timeout / 2)
+        log.info("task %s waits %.1fs for a usable key; re-queued", self.request.id, countdown)
+        raise self.retry(
+            args=(record, index),
+            kwargs={"carry": wait.carry},
+            countdown=countdown,
+            max_retries=None,
+        ) from None
     result.worker = self.request.hostname
     return result.to_json()

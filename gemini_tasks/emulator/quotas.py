@@ -9,18 +9,10 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
-PACIFIC = ZoneInfo("America/Los_Angeles")
+from gemini_tasks.limits import Limits, next_daily_reset
+
 WINDOW = 60.0
-
-
-@dataclass(frozen=True)
-class Limits:
-    rpm: int = 0
-    tpm: int = 0
-    rpd: int = 0
 
 
 @dataclass(frozen=True)
@@ -29,13 +21,6 @@ class Violation:
     metric: str
     limit: int
     retry_seconds: float
-
-
-def next_daily_reset(now: float) -> float:
-    """Epoch seconds of the next midnight in America/Los_Angeles after `now`."""
-    local = datetime.fromtimestamp(now, PACIFIC)
-    midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), PACIFIC)
-    return midnight.timestamp()
 
 
 @dataclass

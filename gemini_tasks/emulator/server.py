@@ -21,8 +21,9 @@ from typing import Any
 from aiohttp import web
 
 from gemini_tasks.emulator import payloads
-from gemini_tasks.emulator.quotas import Limits, QuotaBook
+from gemini_tasks.emulator.quotas import QuotaBook
 from gemini_tasks.keys import key_id
+from gemini_tasks.limits import Limits
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,7 @@
 from datetime import datetime
 
-from gemini_tasks.emulator.quotas import PACIFIC, Limits, QuotaBook, next_daily_reset
+from gemini_tasks.emulator.quotas import QuotaBook
+from gemini_tasks.limits import PACIFIC, Limits, next_daily_reset
 
 
 def test_requests_per_minute_is_a_sliding_window():
