@@ -182,12 +182,14 @@ def submit(
     records: Iterable[dict[str, Any] | PromptRecord | InvalidPrompt],
     *,
     on_submitted: Callable[[int], None] | None = None,
+    queue: str | None = None,
 ) -> Job:
     """Queue one task per record and return the job; records are consumed as a stream.
 
     A record that is an `InvalidPrompt` (or fails `parse_record`) is not queued: its error
     is stored as that prompt's result at once, so the batch keeps its input order.
-    `on_submitted(count)` is called every so often, for progress display.
+    `on_submitted(count)` is called every so often, for progress display. `queue` routes
+    the job to the workers consuming that queue (default `GEMINI_TASKS_QUEUE`).
     """
     _check_redis()
     job = Job(uuid.uuid4().hex)
@@ -198,7 +200,7 @@ def submit(
     count = 0
     with app.producer_or_acquire() as producer:
         for index, raw in enumerate(records):
-            _submit_one(job, index, raw, producer)
+            _submit_one(job, index, raw, producer, queue or settings.queue)
             count = index + 1
             if count % FETCH_CHUNK == 0:
                 client.hset(key, "total", count)
@@ -210,7 +212,7 @@ def submit(
     return job
 
 
-def _submit_one(job: Job, index: int, raw: Any, producer: Any) -> None:
+def _submit_one(job: Job, index: int, raw: Any, producer: Any, queue: str) -> None:
     task_id = job.task_id(index)
     try:
         if isinstance(raw, InvalidPrompt):
@@ -232,5 +234,6 @@ def _submit_one(job: Job, index: int, raw: Any, producer: Any) -> None:
         group_id=job.id,
         group_index=index,
         producer=producer,
+        queue=queue,
         argsrepr=f"(prompt #{index}: {record.prompt[:60]!r})",
     )

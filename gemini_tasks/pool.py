@@ -26,6 +26,8 @@ from gemini_tasks.settings import Settings
 
 # A minute, plus a margin for the time between leasing a key and Gemini counting the call.
 WINDOW = 61.0
+# How soon to ask again while the only usable keys are unproven ones with a call in flight.
+PROBE_WAIT = 0.2
 _SCRIPTS = {
     name: (Path(__file__).parent / "lua" / f"{name}.lua").read_text()
     for name in ("acquire", "release", "reset", "status")
@@ -133,6 +135,7 @@ class KeyPool:
             tokens,
             WINDOW,
             daily_resets(time.time()),
+            PROBE_WAIT,
         ]
         for key in self.keys.values():
             limits = self.config.limits.for_(key.project, model)

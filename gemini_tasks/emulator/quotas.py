@@ -42,17 +42,25 @@ class _Usage:
 class QuotaBook:
     """Admits or refuses each request against its project's limits for its model."""
 
-    def __init__(self, default: Limits, per_model: dict[str, Limits] | None = None):
+    def __init__(
+        self,
+        default: Limits,
+        per_model: dict[str, Limits] | None = None,
+        per_project: dict[str, Limits] | None = None,
+    ):
         self.default = default
         self.per_model = per_model or {}
+        self.per_project = per_project or {}
         self._usage: dict[tuple[str, str], _Usage] = {}
 
-    def limits_for(self, model: str) -> Limits:
+    def limits_for(self, project: str, model: str) -> Limits:
+        if project in self.per_project:
+            return self.per_project[project]
         return self.per_model.get(model, self.default)
 
     def admit(self, project: str, model: str, tokens: int, now: float) -> Violation | None:
         """Count the request and return None, or return the quota it would break."""
-        limits = self.limits_for(model)
+        limits = self.limits_for(project, model)
         usage = self._usage.setdefault((project, model), _Usage())
         usage.expire(now)
         if limits.rpd and usage.day_requests >= limits.rpd:

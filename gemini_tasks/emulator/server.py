@@ -51,6 +51,7 @@ class EmulatorConfig:
     any_key: bool = False
     limits: Limits = field(default_factory=Limits)
     model_limits: dict[str, Limits] = field(default_factory=dict)
+    project_limits: dict[str, Limits] = field(default_factory=dict)
     faults: Faults = field(default_factory=Faults)
     seed: int | None = None
 
@@ -104,9 +105,9 @@ class _Stats:
 
 
 class _Rejected(Exception):
-    def __init__(self, status: int, body: dict, outcome: str):
+    def __init__(self, status: int, body: dict, outcome: str, key: str | None = None):
         super().__init__(outcome)
-        self.status, self.body, self.outcome = status, body, outcome
+        self.status, self.body, self.outcome, self.key = status, body, outcome, key
 
 
 class Emulator:
@@ -114,7 +115,7 @@ class Emulator:
 
     def __init__(self, config: EmulatorConfig):
         self.config = config
-        self.quotas = QuotaBook(config.limits, config.model_limits)
+        self.quotas = QuotaBook(config.limits, config.model_limits, config.project_limits)
         self.stats = _Stats()
         self.random = random.Random(config.seed)
 
@@ -137,7 +138,7 @@ class Emulator:
         if project is None and self.config.any_key:
             project = key_id(secret)
         if project is None:
-            raise _Rejected(400, payloads.api_key_invalid(), "key_invalid")
+            raise _Rejected(400, payloads.api_key_invalid(), "key_invalid", key_id(secret))
         return key_id(secret), project
 
     async def handle_get_model(self, request: web.Request) -> web.Response:
@@ -212,6 +213,7 @@ class Emulator:
             self.stats.record("ok", key, project, model, digest, started)
             return web.json_response(response)
         except _Rejected as rejected:
+            key = key or rejected.key
             self.stats.record(rejected.outcome, key, project, model, digest, started)
             return web.json_response(rejected.body, status=rejected.status)
         finally:
@@ -348,6 +350,11 @@ class Emulator:
         if "model_limits" in update:
             self.config.model_limits = {m: Limits(**v) for m, v in update["model_limits"].items()}
             self.quotas.per_model = self.config.model_limits
+        if "project_limits" in update:
+            self.config.project_limits = {
+                p: Limits(**v) for p, v in update["project_limits"].items()
+            }
+            self.quotas.per_project = self.config.project_limits
         return web.json_response(
             {
                 "faults": asdict(self.config.faults),

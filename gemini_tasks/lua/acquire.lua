@@ -1,11 +1,12 @@
 -- Lease the fairest usable key for one call, or say exactly how long until one is usable.
 -- KEYS[1]  the lease index ({prefix}:leases); every other key shares its hash tag.
--- ARGV     prefix, model, lease_id, lease_ttl, cooldown, tokens, window, resets,
+-- ARGV     prefix, model, lease_id, lease_ttl, cooldown, tokens, window, resets, probe_wait,
 --          then per candidate key: key_id, project, rpm, tpm, rpd
 -- Returns  {"ok", key_id, now} | {"wait", seconds} | {"none"} when every key has failed.
 local prefix, model, lease_id = ARGV[1], ARGV[2], ARGV[3]
 local lease_ttl, cooldown = tonumber(ARGV[4]), tonumber(ARGV[5])
 local tokens, window = tonumber(ARGV[6]), tonumber(ARGV[7])
+local probe_wait = tonumber(ARGV[9])
 local time = redis.call('TIME')
 local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
 
@@ -82,13 +83,18 @@ end
 
 local best, best_project, best_used, best_limits, next_free = nil, nil, nil, nil, nil
 local project_free = {}
-for i = 9, #ARGV, 5 do
+for i = 10, #ARGV, 5 do
   local key_id, project = ARGV[i], ARGV[i + 1]
   local rpm, tpm, rpd = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
   if redis.call('HEXISTS', prefix .. ':key:' .. key_id, 'failed_reason') == 0 then
     local state = redis.call('HMGET', prefix .. ':key:' .. key_id .. ':' .. model,
-      'cooldown_until', 'last_used')
+      'cooldown_until', 'last_used', 'successes', 'in_flight')
     local free_at = math.max(now, tonumber(state[1]) or 0)
+    if (tonumber(state[3]) or 0) == 0 and (tonumber(state[4]) or 0) > 0 then
+      -- An unproven key gets one call at a time until it succeeds: an invalid key then
+      -- costs the cluster one call, not one per thread.
+      free_at = math.max(free_at, now + probe_wait)
+    end
     if project_free[project] == nil then
       project_free[project] = project_free_at(project, rpm, tpm, rpd)
     end

@@ -74,10 +74,10 @@ def worker_processes(redis_url: str, emulator_process: EmulatorControl, run_dir:
 @pytest.fixture
 def emulator(emulator_process: EmulatorControl) -> Iterator[EmulatorControl]:
     """The emulator with clean statistics and no faults, restored after the test."""
-    emulator_process.configure(faults=NO_FAULTS, limits={})
+    emulator_process.configure(faults=NO_FAULTS, limits={}, project_limits={})
     emulator_process.reset()
     yield emulator_process
-    emulator_process.configure(faults=NO_FAULTS, limits={})
+    emulator_process.configure(faults=NO_FAULTS, limits={}, project_limits={})
 
 
 @pytest.fixture

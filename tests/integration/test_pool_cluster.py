@@ -1,0 +1,148 @@
+"""The key pool across processes: many threads in several processes, and two real workers."""
+
+import multiprocessing
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from gemini_tasks import local
+from gemini_tasks.clients import client_for
+from gemini_tasks.errors import classify
+from gemini_tasks.keys import ApiKey, key_id
+from gemini_tasks.limits import Limits, LimitTable
+from gemini_tasks.pool import KeyPool, Lease, PoolConfig
+from gemini_tasks.settings import load
+from tests.conftest import FAKE_KEY, OTHER_PROJECT_KEY, TEST_ENV
+
+pytestmark = pytest.mark.integration
+
+MODEL = "gemini-2.5-flash"
+REVOKED_KEY = "fake-key-revoked-0003"
+RPM = 15
+
+
+def _hammer(redis_url: str, base_url: str, prefix: str, seconds: float, threads: int) -> None:
+    """One process: `threads` threads leasing keys and calling the emulator until time is up."""
+    keys = [ApiKey("GEMINI_API_KEY_1", FAKE_KEY), ApiKey("GEMINI_API_KEY_2", OTHER_PROJECT_KEY)]
+    config = PoolConfig(
+        cooldown=0,
+        exhausted_wait=60,
+        fully_exhausted_wait=43200,
+        max_exhausted_retries=3,
+        limits=LimitTable(MODEL, Limits(rpm=RPM)),
+        lease_seconds=30,
+    )
+    pool = KeyPool(redis.Redis.from_url(redis_url), keys, config, prefix)
+    pool.register()
+    deadline = time.monotonic() + seconds
+
+    def loop() -> None:
+        while (left := deadline - time.monotonic()) > 0:
+            got = pool.acquire(MODEL, tokens=5)
+            if not isinstance(got, Lease):
+                time.sleep(min(got.seconds, left))
+                continue
+            try:
+                client_for(got.key, base_url).models.generate_content(model=MODEL, contents="hi")
+            except Exception as exc:
+                pool.release(got, classify(exc))
+            else:
+                pool.release(got, None, tokens_used=1)
+
+    workers = [threading.Thread(target=loop) for _ in range(threads)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+
+
+def test_many_processes_never_exceed_the_per_minute_limit(redis_url, emulator):
+    emulator.configure(limits={"rpm": RPM})
+    prefix = "concurrency"
+    spawn = multiprocessing.get_context("spawn")
+    processes = [
+        spawn.Process(target=_hammer, args=(redis_url, emulator.url, prefix, 6.0, 20))
+        for _ in range(3)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(60)
+        assert process.exitcode == 0
+
+    stats = emulator.stats()
+    # The whole run lies inside one 60-second window: each project got its RPM, no more.
+    assert stats["by_outcome"] == {"ok": 2 * RPM}
+    assert stats["by_key"][key_id(FAKE_KEY)] == {"ok": RPM}
+    assert stats["by_key"][key_id(OTHER_PROJECT_KEY)] == {"ok": RPM}
+    pool = KeyPool(redis.Redis.from_url(redis_url), [], PoolConfig.from_settings(load()), prefix)
+    status = pool.status(MODEL)
+    assert sum(s["successes"] for s in status.values()) == 2 * RPM
+    assert all(s["requests"] == s["successes"] == RPM for s in status.values())
+    assert all(s["in_flight"] == 0 for s in status.values())
+
+
+@pytest.fixture(scope="module")
+def pool_workers(redis_url, emulator_process, tmp_path_factory):
+    run_dir: Path = tmp_path_factory.mktemp("pool-workers")
+    env = {
+        **TEST_ENV,
+        "GEMINI_API_KEY_1": FAKE_KEY,
+        "GEMINI_API_KEY_2": OTHER_PROJECT_KEY,
+        "GEMINI_API_KEY_3": REVOKED_KEY,
+        "GEMINI_TASKS_PROJECTS": "project-a=GEMINI_API_KEY_1; project-b=GEMINI_API_KEY_2",
+        "GEMINI_TASKS_QUEUE": "pool-e2e",
+        "GEMINI_TASKS_KEY_PREFIX": "pool_e2e",
+    }
+    with local.workers(2, env, concurrency=20, log_dir=run_dir, cwd=run_dir) as processes:
+        yield processes, run_dir
+
+
+def _calls_started_after(calls: list[dict], key: str, outcome: str) -> list[dict]:
+    """Calls with `key` that began after the first call with `outcome` on it had ended."""
+    first = min(c["t"] for c in calls if c["key_id"] == key and c["outcome"] == outcome)
+    # Allowance for the moment between the emulator answering and the worker recording it.
+    return [c for c in calls if c["key_id"] == key and c["started"] > first + 0.25]
+
+
+def test_two_workers_avoid_invalid_and_exhausted_keys(pool_workers, emulator):
+    from gemini_tasks.jobs import submit
+
+    emulator.configure(project_limits={"project-a": {"rpd": 3}})
+    records = [{"prompt": f"pool prompt {i}"} for i in range(40)]
+    results = list(submit(records, queue="pool-e2e").results(timeout=120))
+
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+    assert len({r.worker for r in results}) == 2
+    calls = emulator.stats(calls=True)["calls"]
+    revoked, project_a, project_b = key_id(REVOKED_KEY), key_id(FAKE_KEY), key_id(OTHER_PROJECT_KEY)
+    # An unproven key is probed with one call: the revoked key cost exactly one.
+    assert [c["outcome"] for c in calls if c["key_id"] == revoked] == ["key_invalid"]
+    # Project A's daily quota ran out: no worker sent it anything more.
+    assert sum(c["outcome"] == "ok" for c in calls if c["key_id"] == project_a) == 3
+    assert _calls_started_after(calls, project_a, "429") == []
+    assert {r.key_id for r in results} <= {project_a, project_b}
+
+    settings = load({**TEST_ENV, "GEMINI_TASKS_KEY_PREFIX": "pool_e2e"})
+    client = redis.Redis.from_url(settings.redis_url)
+    status = KeyPool(client, [], PoolConfig.from_settings(settings), "pool_e2e").status(MODEL)
+    assert status[revoked]["status"] == "FAILED_INIT"
+    assert "API key not valid" in status[revoked]["failed_reason"]
+    assert status[project_a]["status"] == "FULLY_EXHAUSTED"
+    assert status[project_b]["status"] == "AVAILABLE"
+
+
+def test_pool_workers_never_write_a_secret(pool_workers, emulator):
+    _, run_dir = pool_workers
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    secrets = [s.encode() for s in (FAKE_KEY, OTHER_PROJECT_KEY, REVOKED_KEY)]
+    for name in client.scan_iter(count=1000):
+        blob = name + (client.dump(name) or b"")
+        assert not any(s in blob for s in secrets), name
+    for log in run_dir.glob("*.log"):
+        text = log.read_bytes()
+        assert not any(s in text for s in secrets), log
