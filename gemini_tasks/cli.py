@@ -355,3 +355,72 @@ def forget(job_id: str) -> None:
 
     Job.restore(job_id).forget()
     click.echo(f"forgot {job_id}")
+
+
+@main.group(invoke_without_command=True)
+@click.option(
+    "--model", default=None, help="The model whose state to show. [default: GEMINI_TASKS_MODEL]"
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_context
+def keys(ctx: click.Context, model: str | None, as_json: bool) -> None:
+    """Show every API key's state in the cluster (by key id; secrets never leave workers).
+
+    \b
+    Examples:
+      gemini-tasks keys
+      gemini-tasks keys --model gemini-2.5-pro --json
+      gemini-tasks keys reset key-1a2b3c4d5e6f
+    """
+    if ctx.invoked_subcommand:
+        return
+    from gemini_tasks.pool import get_keys_status_summary
+
+    summary = get_keys_status_summary(model)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    if not summary:
+        stderr.print("No keys registered yet: a worker registers its keys when it starts.")
+        return
+    table = Table(
+        "key id",
+        "label",
+        "project",
+        "status",
+        "left (s)",
+        "exhausted",
+        "in flight",
+        "requests",
+        "ok",
+        "429",
+        "errors",
+        "tokens",
+    )
+    for key_id, s in summary.items():
+        table.add_row(
+            key_id,
+            s["label"],
+            s["project"],
+            s["status"],
+            f"{s['seconds_left']:.0f}",
+            str(s["exhausted_count"]),
+            str(s["in_flight"]),
+            str(s["requests"]),
+            str(s["successes"]),
+            str(s["quota_errors"]),
+            str(s["failures"]),
+            str(s["tokens"]),
+        )
+    Console().print(table)
+
+
+@keys.command("reset")
+@click.argument("key_id")
+def keys_reset(key_id: str) -> None:
+    """Return a key to AVAILABLE (after replacing a revoked key, or a quota increase)."""
+    from gemini_tasks.pool import operator_pool
+
+    if not operator_pool().reset(key_id):
+        raise click.BadParameter(f"no key {key_id!r} is registered", param_hint="KEY_ID")
+    click.echo(f"{key_id} is AVAILABLE")

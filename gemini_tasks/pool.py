@@ -22,7 +22,7 @@ import redis
 from gemini_tasks.errors import GeminiCallError, KeyInvalid, QuotaExceeded
 from gemini_tasks.keys import ApiKey
 from gemini_tasks.limits import LimitTable, daily_resets
-from gemini_tasks.settings import Settings
+from gemini_tasks.settings import Settings, load
 
 # A minute, plus a margin for the time between leasing a key and Gemini counting the call.
 WINDOW = 61.0
@@ -246,3 +246,18 @@ def _summarise(entry: dict[str, Any], now: float, limits: Any) -> dict[str, Any]
         "project_tokens_last_minute": entry["window_tokens"],
         "project_requests_today": entry["day_requests"],
     }
+
+
+def operator_pool(settings: Settings | None = None) -> KeyPool:
+    """A handle without keys, for status and reset from any machine."""
+    settings = settings or load()
+    client = redis.Redis.from_url(settings.redis_url)
+    return KeyPool(client, [], PoolConfig.from_settings(settings), settings.key_prefix)
+
+
+def get_keys_status_summary(model: str | None = None) -> dict[str, dict[str, Any]]:
+    """The seed's status view of every key any worker registered, for `model`
+    (default `GEMINI_TASKS_MODEL`): per key id its `status`, `seconds_left`,
+    `exhausted_count` and counters."""
+    settings = load()
+    return operator_pool(settings).status(model or settings.model)

@@ -249,6 +249,7 @@ def generate(self: Any, record: Any, index: int = 0, carry: dict | None = None) 
         # so the waiting message is never handed to a second worker.
         countdown = min(wait.seconds, settings.visibility_timeout / 2)
         log.info("task %s waits %.1fs for a usable key; re-queued", self.request.id, countdown)
+        wait.carry["key_wait_seconds"] += countdown
         raise self.retry(
             args=(record, index),
             kwargs={"carry": wait.carry},

@@ -1,7 +1,10 @@
 """The key pool across processes: many threads in several processes, and two real workers."""
 
+import json
 import multiprocessing
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -136,6 +139,35 @@ def test_two_workers_avoid_invalid_and_exhausted_keys(pool_workers, emulator):
     assert status[project_b]["status"] == "AVAILABLE"
 
 
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "GEMINI_TASKS_KEY_PREFIX": "pool_e2e", "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "gemini_tasks", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
+def test_keys_command_shows_and_resets_the_pool(pool_workers):
+    revoked = key_id(REVOKED_KEY)
+    shown = _cli("keys", "--json")
+    assert shown.returncode == 0, shown.stderr
+    summary = json.loads(shown.stdout)
+    assert summary[revoked]["status"] == "FAILED_INIT"
+    assert summary[revoked]["label"] == "GEMINI_API_KEY_3"
+    assert summary[key_id(FAKE_KEY)]["project"] == "project-a"
+
+    table = _cli("keys")
+    assert "FAILED_INIT" in table.stdout and "FULLY_EXHAUSTED" in table.stdout
+
+    assert _cli("keys", "reset", revoked).returncode == 0
+    assert json.loads(_cli("keys", "--json").stdout)[revoked]["status"] == "AVAILABLE"
+    unknown = _cli("keys", "reset", "key-000000000000")
+    assert unknown.returncode == 2 and "no key 'key-000000000000'" in unknown.stderr
+
+
 def test_pool_workers_never_write_a_secret(pool_workers, emulator):
     _, run_dir = pool_workers
     client = redis.Redis.from_url(os.environ["REDIS_URL"])
@@ -146,3 +178,56 @@ def test_pool_workers_never_write_a_secret(pool_workers, emulator):
     for log in run_dir.glob("*.log"):
         text = log.read_bytes()
         assert not any(s in text for s in secrets), log
+
+
+@pytest.fixture(scope="module")
+def waiting_worker(redis_url, emulator_process, tmp_path_factory):
+    """One worker whose two keys cool down for a second after each use."""
+    run_dir: Path = tmp_path_factory.mktemp("waiting-worker")
+    env = {
+        **TEST_ENV,
+        "GEMINI_API_KEY_1": FAKE_KEY,
+        "GEMINI_API_KEY_2": OTHER_PROJECT_KEY,
+        "GEMINI_TASKS_PROJECTS": "project-a=GEMINI_API_KEY_1; project-b=GEMINI_API_KEY_2",
+        "GEMINI_TASKS_QUEUE": "pool-wait",
+        "GEMINI_TASKS_KEY_PREFIX": "pool_wait",
+        "GEMINI_TASKS_KEY_COOLDOWN_SECONDS": "1",
+        "GEMINI_TASKS_SHORT_KEY_WAIT": "0.3",
+        "GEMINI_TASKS_MAX_KEY_WAIT": "30",
+    }
+    with local.workers(1, env, concurrency=10, log_dir=run_dir, cwd=run_dir):
+        yield run_dir
+
+
+def test_long_waits_requeue_the_task_and_short_ones_sleep(waiting_worker, emulator):
+    from gemini_tasks.jobs import submit
+
+    results = list(
+        submit([{"prompt": f"wait {i}"} for i in range(6)], queue="pool-wait").results(timeout=60)
+    )
+
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+    assert emulator.stats()["by_outcome"] == {"ok": 6}
+    # Two keys, each usable once a second: most prompts waited for one.
+    assert sum(r.timings["key_wait_seconds"] > 0 for r in results) >= 3
+    log = (waiting_worker / "worker-0.log").read_text()
+    assert "for a usable key; re-queued" in log
+
+
+def test_every_key_exhausted_past_the_limit_is_an_exhausted_error(waiting_worker, emulator):
+    from gemini_tasks.jobs import submit
+
+    # A per-minute quota of one request: after it, each project waits about a minute,
+    # longer than GEMINI_TASKS_MAX_KEY_WAIT=30 allows.
+    emulator.configure(limits={"rpm": 1})
+    time.sleep(1)  # let the keys' cooldowns from the previous test pass
+    results = list(
+        submit([{"prompt": f"x {i}"} for i in range(4)], queue="pool-wait").results(timeout=60)
+    )
+
+    failed = [r for r in results if not r.ok]
+    assert len(failed) == 2  # one request per project went through
+    for result in failed:
+        assert result.error_kind == "quota"
+        assert "exhausted" in result.error.lower()
+        assert "GEMINI_TASKS_MAX_KEY_WAIT=30" in result.error
