@@ -1,0 +1,141 @@
+"""Quota use: K keys at R requests per minute, two worker processes, against the emulator.
+
+Prints the share of the aggregate quota used (the physical limit is K x R per minute) and
+the share of calls answered 429, for the shared Redis key pool and for a baseline run in
+the same process: the same workers with key state kept separately in each process, as
+the seed library's in-memory key manager does. Only the sharing differs.
+
+    python bench/quota_use.py --keys 3 --rpm 20 --seconds 150
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from gemini_tasks import local
+
+MODEL = "gemini-2.5-flash"
+
+
+def _stats(url: str) -> dict:
+    with urllib.request.urlopen(f"{url}/_emulator/stats?calls=1", timeout=30) as response:
+        return json.load(response)
+
+
+def run(mode: str, keys: int, rpm: int, seconds: float, workers: int, concurrency: int) -> dict:
+    secrets = {f"bench-fake-key-{i}": f"bench-project-{i}" for i in range(keys)}
+    with tempfile.TemporaryDirectory(prefix="gemini-bench-") as tmp:
+        run_dir = Path(tmp)
+        with (
+            local.redis_server(run_dir) as redis_url,
+            local.emulator(secrets, ["--rpm", str(rpm)], log_path=run_dir / "emulator.log") as url,
+        ):
+            env = {
+                "REDIS_URL": redis_url,
+                "GOOGLE_GEMINI_BASE_URL": url,
+                "GEMINI_TASKS_MODEL": MODEL,
+                "GEMINI_TASKS_RPM": str(rpm),
+                "GEMINI_TASKS_MAX_KEY_WAIT": str(10 * seconds),
+                "GEMINI_TASKS_LOG_LEVEL": "WARNING",
+                **{f"GEMINI_API_KEY_{i + 1}": s for i, s in enumerate(secrets)},
+                # Only the fake keys above, whatever else this environment holds.
+                "GEMINI_TASKS_API_KEY_NAMES": ",".join(
+                    f"GEMINI_API_KEY_{i + 1}" for i in range(keys)
+                ),
+            }
+            processes = []
+            for i in range(workers):
+                prefix = "bench_shared" if mode == "shared" else f"bench_private_{i}"
+                processes.append(
+                    local.start_worker(
+                        {**env, "GEMINI_TASKS_KEY_PREFIX": prefix},
+                        f"bench{i}",
+                        concurrency,
+                        run_dir / f"worker-{i}.log",
+                        cwd=run_dir,
+                    )
+                )
+            try:
+                backlog = keys * rpm * (math.ceil(seconds / 60) + 1)
+                prompts = run_dir / "prompts.jsonl"
+                prompts.write_text(
+                    "".join(
+                        json.dumps({"prompt": f"bench prompt {i}"}) + "\n" for i in range(backlog)
+                    )
+                )
+                subprocess.run(
+                    [sys.executable, "-m", "gemini_tasks", "submit", str(prompts)],
+                    env={**os.environ, **env},
+                    check=True,
+                    capture_output=True,
+                    cwd=run_dir,
+                )
+                start = time.monotonic()
+                while not _stats(url)["total"] and time.monotonic() - start < 60:
+                    time.sleep(0.2)
+                time.sleep(seconds + 2)
+                calls = _stats(url)["calls"]
+            finally:
+                for process in processes:
+                    process.kill()
+                    process.wait()
+    first = min(c["t"] for c in calls)
+    window = [c for c in calls if c["t"] < first + seconds]
+    ok = sum(c["outcome"] == "ok" for c in window)
+    limited = sum(c["outcome"] == "429" for c in window)
+    # A 60-second sliding window that starts empty admits K x R at once, then K x R again
+    # each minute: that is everything the keys could have served in the measured time.
+    possible = keys * rpm * math.ceil(seconds / 60)
+    return {
+        "mode": mode,
+        "ok": ok,
+        "429": limited,
+        "calls": len(window),
+        "quota_used": ok / possible,
+        "share_429": limited / len(window) if window else 0.0,
+        "possible": possible,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keys", type=int, default=3)
+    parser.add_argument("--rpm", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=150.0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=50)
+    args = parser.parse_args()
+    print(
+        f"{args.keys} keys x {args.rpm} requests/minute, {args.workers} worker processes, "
+        f"{args.seconds:g} s measured"
+    )
+    results = [
+        run(mode, args.keys, args.rpm, args.seconds, args.workers, args.concurrency)
+        for mode in ("shared", "private")
+    ]
+    print(f"{'key state':<28}{'ok':>6}{'429':>6}{'quota used':>12}{'429 share':>11}")
+    names = {"shared": "shared Redis pool", "private": "separate per process (seed)"}
+    for r in results:
+        print(
+            f"{names[r['mode']]:<28}{r['ok']:>6}{r['429']:>6}"
+            f"{r['quota_used']:>11.1%}{r['share_429']:>11.1%}"
+        )
+    shared, private = results
+    print(f"quota used, shared / separate: {shared['quota_used'] / private['quota_used']:.2f}x")
+    print(
+        f"aim: quota used >= 95% and 429 share < 1% -> "
+        f"{'met' if shared['quota_used'] >= 0.95 and shared['share_429'] < 0.01 else 'NOT met'}"
+    )
+
+
+if __name__ == "__main__":
+    main()
