@@ -22,7 +22,7 @@ import redis
 from gemini_tasks.errors import GeminiCallError, KeyInvalid, QuotaExceeded
 from gemini_tasks.keys import ApiKey
 from gemini_tasks.limits import LimitTable, daily_resets
-from gemini_tasks.settings import Settings, load
+from gemini_tasks.settings import Settings, load, redis_prefix
 
 # A minute, plus a margin for the time between leasing a key and Gemini counting the call.
 WINDOW = 61.0
@@ -97,7 +97,7 @@ class KeyPool:
         self.keys = {key.id: key for key in keys}
         self.config = config
         # One hash tag for every key, so the scripts also run on Redis Cluster.
-        self.prefix = "{" + prefix + "}"
+        self.prefix = redis_prefix(prefix)
         self._scripts = {name: client.register_script(text) for name, text in _SCRIPTS.items()}
 
     @property

@@ -15,8 +15,12 @@ import pydantic
 from google.genai import types
 
 from gemini_tasks.errors import InvalidPrompt
+from gemini_tasks.media import MEDIA_FIELDS, MediaSource, media_sources
+from gemini_tasks.media_store import MediaRef
 
-FIELDS = ("prompt", "metadata", "generation_config", "model", "system_instruction")
+TEXT_FIELDS = ("prompt", "metadata", "generation_config", "model", "system_instruction")
+# `media` is the staged form of the media fields, as tasks receive it.
+FIELDS = (*TEXT_FIELDS, *MEDIA_FIELDS, "media")
 
 
 @dataclass(frozen=True)
@@ -26,10 +30,20 @@ class PromptRecord:
     generation_config: dict[str, Any] = field(default_factory=dict)
     model: str | None = None
     system_instruction: str | None = None
+    # As the record names it (MediaSource) until the producer stages it (MediaRef).
+    media: tuple[MediaSource | MediaRef, ...] = ()
+
+    @property
+    def staged(self) -> bool:
+        return all(isinstance(m, MediaRef) for m in self.media)
 
     def to_json(self) -> dict[str, Any]:
-        """The record as a task argument: only the fields that are set."""
+        """The record as a task argument: only the fields that are set, media as references."""
+        if not self.staged:
+            raise ValueError("media must be staged before a record becomes a task argument")
         out: dict[str, Any] = {"prompt": self.prompt, "metadata": self.metadata}
+        if self.media:
+            out["media"] = [m.to_json() for m in self.media]  # type: ignore[union-attr]
         if self.generation_config:
             out["generation_config"] = self.generation_config
         if self.model:
@@ -89,7 +103,18 @@ def parse_record(record: Any) -> PromptRecord:
         json.dumps(metadata)
     except (TypeError, ValueError) as exc:
         raise InvalidPrompt(f"'metadata' must be JSON-serializable: {exc}") from None
+    if "media" in record and any(name in record for name in MEDIA_FIELDS):
+        raise InvalidPrompt("'media' (staged media) cannot be mixed with the media fields")
+    if "media" in record:
+        if not isinstance(record["media"], list):
+            raise InvalidPrompt("'media' must be a list of staged media references")
+        media: tuple[MediaSource | MediaRef, ...] = tuple(
+            MediaRef.from_json(m) for m in record["media"]
+        )
+    else:
+        media = tuple(media_sources(record))
     return PromptRecord(
+        media=media,
         prompt=prompt,
         metadata=metadata,
         generation_config=_generation_config(record.get("generation_config")),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from google.genai import types
 
+from gemini_tasks.media import arrange
 from gemini_tasks.prompt import PromptRecord
 
 
@@ -17,24 +19,39 @@ class GeminiRequest:
 
 
 def build_request(
-    record: PromptRecord, default_model: str, timeout_seconds: float
+    record: PromptRecord,
+    default_model: str,
+    timeout_seconds: float,
+    media_parts: Sequence[types.Part] = (),
+    label: str = "",
 ) -> GeminiRequest:
-    """The request for one attempt; `timeout_seconds` bounds that attempt's HTTP call."""
+    """The request for one attempt; `timeout_seconds` bounds that attempt's HTTP call.
+
+    `media_parts[i]` is the part for `record.media[i]`; the prompt's `<audio>` and
+    `<video>` tokens place them among the text.
+    """
     config = dict(record.generation_config)
     if record.system_instruction:
         config["system_instruction"] = record.system_instruction
     config["http_options"] = types.HttpOptions(timeout=max(1, int(timeout_seconds * 1000)))
     return GeminiRequest(
         model=record.model or default_model,
-        contents=[types.Content(role="user", parts=[types.Part(text=record.prompt)])],
+        contents=[types.Content(role="user", parts=_parts(record, media_parts, label))],
         config=types.GenerateContentConfig(**config),
     )
+
+
+def _parts(record: PromptRecord, media_parts: Sequence[types.Part], label: str) -> list[types.Part]:
+    kinds = [m.kind for m in record.media]
+    ordered = arrange(record.prompt, list(range(len(kinds))), lambda i: kinds[i], label)
+    return [types.Part(text=x) if isinstance(x, str) else media_parts[x] for x in ordered]
 
 
 def estimate_tokens(record: PromptRecord) -> int:
     """Input tokens a prompt will count against TPM quotas, before Gemini counts them.
 
-    Gemini averages about four characters per token; the pool corrects the estimate with
-    the real count once the call returns.
+    Gemini averages about four characters per token, and counts at least 258 tokens for a
+    media part; the pool corrects the estimate with the real count once the call returns.
     """
-    return max(1, (len(record.prompt) + len(record.system_instruction or "")) // 4)
+    text = len(record.prompt) + len(record.system_instruction or "")
+    return max(1, text // 4 + 258 * len(record.media))

@@ -49,8 +49,16 @@ class Settings:
     limits: LimitTable
     max_key_wait: float
     short_key_wait: float
+    media_store: str
+    inline_limit_bytes: int
     # False when REDIS_URL was not set: the CLI then runs a local, embedded cluster.
     redis_url_configured: bool
+
+
+def redis_prefix(key_prefix: str) -> str:
+    """The prefix of every gemini_tasks Redis key: one hash tag, so Lua scripts that touch
+    several keys also run on Redis Cluster."""
+    return "{" + key_prefix + "}"
 
 
 def _positive(kind: Callable[[str], T]) -> Callable[[str], T]:
@@ -107,6 +115,12 @@ def _projects(raw: str) -> dict[str, str]:
         for name in _names(names):
             projects[name] = project.strip()
     return projects
+
+
+def _media_store(raw: str) -> str:
+    if raw != "redis" and not raw.startswith("file:///"):
+        raise ValueError("must be 'redis' or a shared directory as 'file:///path'")
+    return raw
 
 
 def _read(env: Mapping[str, str], name: str, default: Any, parse: Callable[[str], T]) -> T:
@@ -184,4 +198,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         limits=limits,
         max_key_wait=_read(env, prefix + "MAX_KEY_WAIT", 90000.0, _non_negative_float),
         short_key_wait=_read(env, prefix + "SHORT_KEY_WAIT", 30.0, _non_negative_float),
+        media_store=_read(env, prefix + "MEDIA_STORE", "redis", _media_store),
+        inline_limit_bytes=_read(
+            env, prefix + "INLINE_LIMIT_BYTES", 20 * 1024 * 1024, _positive(int)
+        ),
     )

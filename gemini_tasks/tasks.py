@@ -30,14 +30,18 @@ from gemini_tasks.errors import (
     classify,
 )
 from gemini_tasks.keys import load_keys, redact
+from gemini_tasks.media_store import MediaRef, open_store
 from gemini_tasks.pool import KeyPool, Lease, PoolConfig
 from gemini_tasks.prompt import PromptRecord, parse_record
 from gemini_tasks.request import build_request, estimate_tokens
 from gemini_tasks.result import Result, metadata_of
+from gemini_tasks.settings import redis_prefix
+from gemini_tasks.uploads import Uploads
 
 log = logging.getLogger(__name__)
 
 _pool: KeyPool | None = None
+_uploads: Uploads | None = None
 _pool_lock = threading.Lock()
 
 
@@ -51,6 +55,18 @@ def worker_pool() -> KeyPool:
             _pool = KeyPool(client, keys, PoolConfig.from_settings(settings), settings.key_prefix)
             _pool.register()
         return _pool
+
+
+def worker_uploads() -> Uploads:
+    """This worker process's access to staged media and to per-project uploads."""
+    global _uploads
+    pool = worker_pool()
+    with _pool_lock:
+        if _uploads is None:
+            prefix = redis_prefix(settings.key_prefix)
+            store = open_store(settings.media_store, pool.redis, prefix, settings.result_expires)
+            _uploads = Uploads(pool.redis, store, prefix, settings.inline_limit_bytes)
+        return _uploads
 
 
 @worker_init.connect
@@ -124,6 +140,22 @@ class PromptRun:
         self.result.error, self.result.error_kind = message, kind
 
     def _call_until_done(self, record: PromptRecord, pool: KeyPool) -> None:
+        if not record.staged:
+            self._fail(
+                "invalid prompt: media fields must be staged by the producer; submit with "
+                "gemini_tasks.jobs.submit or the gemini-tasks CLI",
+                "invalid_prompt",
+            )
+            return
+        uploads = worker_uploads()
+        refs: list[MediaRef] = list(record.media)  # type: ignore[arg-type]
+        to_upload = uploads.plan_uploads(refs)
+        try:
+            inline = uploads.inline_data(refs, to_upload)
+        except FileNotFoundError as exc:
+            self._fail(f"media unavailable: {exc}; submit the prompt again", "invalid_prompt")
+            return
+        uploads_refreshed = False
         attempts_allowed = settings.max_retries + 1
         tokens = estimate_tokens(record)
         while True:
@@ -137,20 +169,35 @@ class PromptRun:
                 return
             model = record.model or settings.model
             lease = self._lease(pool, model, tokens)
-            request = build_request(
-                record, settings.model, min(settings.request_timeout, remaining)
-            )
             self.result.attempts += 1
-            self.result.key_id, self.result.model = lease.key.id, request.model
+            self.result.key_id, self.result.model = lease.key.id, model
             call_started = time.monotonic()
             try:
-                response = client_for(lease.key, settings.gemini_base_url).models.generate_content(
+                client = client_for(lease.key, settings.gemini_base_url)
+                parts = [
+                    uploads.part(ref, inline.get(i), client, lease.key.project)
+                    for i, ref in enumerate(refs)
+                ]
+                request = build_request(
+                    record,
+                    settings.model,
+                    min(settings.request_timeout, remaining),
+                    parts,
+                    label=str(self.result.task_id or self.result.index),
+                )
+                response = client.models.generate_content(
                     model=request.model, contents=request.contents, config=request.config
                 )
             except Exception as exc:  # every failure is classified below
                 self.api_seconds += time.monotonic() - call_started
                 err = classify(exc)
                 pool.release(lease, err)
+                stale = isinstance(err, InvalidRequest) and err.code in (403, 404)
+                if stale and to_upload and not uploads_refreshed:
+                    # Gemini no longer knows a cached upload (expired, or deleted): once more.
+                    uploads.forget(lease.key.project, [refs[i] for i in to_upload])
+                    uploads_refreshed = True
+                    continue
                 message = redact(str(err), pool.key_list)
                 self._fail(message, err.kind)
                 log.warning(

@@ -165,8 +165,10 @@ class Emulator:
         version = request.match_info["version"]
         model, _, method = request.match_info["target"].partition(":")
         key, project, digest = None, None, None
-        self.stats.in_flight += 1
-        self.stats.max_in_flight = max(self.stats.max_in_flight, self.stats.in_flight)
+        # Calls that outlive a reset (hung ones) count in the statistics they started under.
+        stats = self.stats
+        stats.in_flight += 1
+        stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
         try:
             if version not in API_VERSIONS or method not in METHODS:
                 raise _Rejected(404, payloads.error(404, "NOT_FOUND", "Not Found"), "404")
@@ -180,7 +182,7 @@ class Emulator:
             digest = hashlib.sha256(json.dumps(contents, sort_keys=True).encode()).hexdigest()
             if method == "countTokens":
                 tokens = sum(payloads.describe_part(p)[1] for c in contents for p in c["parts"])
-                self.stats.record("ok", key, project, model, digest, started)
+                stats.record("ok", key, project, model, digest, started)
                 return web.json_response(
                     {
                         "totalTokens": tokens,
@@ -210,14 +212,14 @@ class Emulator:
                 text = " ".join(str(p.get("text", "")) for p in parts)
                 for candidate in response["candidates"]:
                     candidate["content"]["parts"][0]["text"] += f" [system: {text}]"
-            self.stats.record("ok", key, project, model, digest, started)
+            stats.record("ok", key, project, model, digest, started)
             return web.json_response(response)
         except _Rejected as rejected:
             key = key or rejected.key
-            self.stats.record(rejected.outcome, key, project, model, digest, started)
+            stats.record(rejected.outcome, key, project, model, digest, started)
             return web.json_response(rejected.body, status=rejected.status)
         finally:
-            self.stats.in_flight -= 1
+            stats.in_flight -= 1
 
     async def _json_body(self, request: web.Request) -> dict:
         try:
