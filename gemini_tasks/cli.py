@@ -177,7 +177,12 @@ def emulator(
     serve(config, host, port)
 
 
-def _submit_file(path: Path) -> Any:
+QUEUE_OPTION = click.option(
+    "--queue", default=None, help="Send to the workers of this queue. [default: GEMINI_TASKS_QUEUE]"
+)
+
+
+def _submit_file(path: Path, queue: str | None) -> Any:
     from gemini_tasks import jobs
     from gemini_tasks.jsonl import count_records, read_records
 
@@ -185,7 +190,9 @@ def _submit_file(path: Path) -> Any:
     with _progress() as progress:
         bar = progress.add_task("submitting", total=total)
         job = jobs.submit(
-            read_records(path), on_submitted=lambda n: progress.update(bar, completed=n)
+            read_records(path),
+            on_submitted=lambda n: progress.update(bar, completed=n),
+            queue=queue,
         )
     return job
 
@@ -193,14 +200,15 @@ def _submit_file(path: Path) -> Any:
 @main.command()
 @click.argument("prompts", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help='Print {"job_id", "total"} as JSON.')
-def submit(prompts: Path, as_json: bool) -> None:
+@QUEUE_OPTION
+def submit(prompts: Path, as_json: bool, queue: str | None) -> None:
     """Queue every prompt of a JSONL file and print the job (group) id.
 
     \b
     Example:
       JOB=$(gemini-tasks submit prompts.jsonl) && gemini-tasks collect "$JOB" -o out.jsonl
     """
-    job = _submit_file(prompts)
+    job = _submit_file(prompts, queue)
     click.echo(json.dumps({"job_id": job.id, "total": job.total}) if as_json else job.id)
 
 
@@ -312,8 +320,14 @@ def _cluster_for_run(workers: int, concurrency: int | None) -> Iterator[None]:
     default=None,
     help="Threads per local worker (local mode only).",
 )
+@QUEUE_OPTION
 def run(
-    prompts: Path, output: Path | None, timeout: float | None, workers: int, concurrency: int | None
+    prompts: Path,
+    output: Path | None,
+    timeout: float | None,
+    workers: int,
+    concurrency: int | None,
+    queue: str | None,
 ) -> None:
     """Submit a JSONL file and collect its results: `submit` and `collect` in one.
 
@@ -325,7 +339,7 @@ def run(
       gemini-tasks run producer/examples/prompts.jsonl -o results.jsonl
     """
     with _cluster_for_run(workers, concurrency):
-        job = _submit_file(prompts)
+        job = _submit_file(prompts, queue)
         stderr.print(f"job id: {job.id}", highlight=False)
         code = _collect(job, output, timeout, as_completed=False)
     sys.exit(code)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import redis
@@ -18,9 +19,11 @@ from kombu.utils.url import maybe_sanitize_url
 
 from gemini_tasks.celery import app, settings
 from gemini_tasks.errors import GeminiTasksError, InvalidPrompt
+from gemini_tasks.media_store import MediaRef, MediaStore, Stager, open_store
 from gemini_tasks.prompt import PromptRecord, parse_record
 from gemini_tasks.result import Result, metadata_of
-from gemini_tasks.tasks import generate
+from gemini_tasks.settings import redis_prefix
+from gemini_tasks.tasks import delete_files, generate
 
 FETCH_CHUNK = 500
 _PENDING = (states.PENDING, states.RECEIVED, states.STARTED, states.RETRY)
@@ -38,8 +41,11 @@ class RedisUnavailable(GeminiTasksError):
     """Redis (broker or result backend) cannot be reached."""
 
 
+_STATE_REDIS = redis.Redis.from_url(settings.redis_url)
+
+
 def _job_key(job_id: str) -> str:
-    return f"{settings.key_prefix}:job:{job_id}"
+    return f"{redis_prefix(settings.key_prefix)}:job:{job_id}"
 
 
 def _redis() -> redis.Redis:
@@ -159,7 +165,13 @@ class Job:
         return f"job {self.id}: timed out waiting for results from index {start} on"
 
     def forget(self) -> None:
-        """Delete this job's stored results and its record."""
+        """Delete this job's results, its record, and the media no other job uses; workers
+        delete that media's uploaded files from Gemini."""
+        queue = self.info().get("queue", settings.queue)
+        files = _forget_media(self.id)
+        if files:
+            # The job's own workers hold keys of the projects its files were uploaded in.
+            delete_files.apply_async(args=([list(f) for f in files],), queue=queue)
         total = int(self.info().get("total", 0))
         client = _redis()
         for start in range(0, total, FETCH_CHUNK):
@@ -186,21 +198,27 @@ def submit(
 ) -> Job:
     """Queue one task per record and return the job; records are consumed as a stream.
 
-    A record that is an `InvalidPrompt` (or fails `parse_record`) is not queued: its error
-    is stored as that prompt's result at once, so the batch keeps its input order.
-    `on_submitted(count)` is called every so often, for progress display. `queue` routes
-    the job to the workers consuming that queue (default `GEMINI_TASKS_QUEUE`).
+    Media named by path or bytes is staged in the media store, so the task carries only a
+    reference. A record that is an `InvalidPrompt` (or fails checking or staging) is not
+    queued: its error is stored as that prompt's result at once, so the batch keeps its
+    input order. `on_submitted(count)` is called every so often, for progress display.
+    `queue` routes the job to the workers consuming that queue (default
+    `GEMINI_TASKS_QUEUE`).
     """
     _check_redis()
     job = Job(uuid.uuid4().hex)
     key = _job_key(job.id)
     client = _redis()
-    client.hset(key, mapping={"state": "submitting", "total": 0, "created_at": time.time()})
+    queue = queue or settings.queue
+    client.hset(
+        key, mapping={"state": "submitting", "total": 0, "created_at": time.time(), "queue": queue}
+    )
     client.expire(key, settings.result_expires)
+    submitter = _Submitter(job, queue)
     count = 0
     with app.producer_or_acquire() as producer:
         for index, raw in enumerate(records):
-            _submit_one(job, index, raw, producer, queue or settings.queue)
+            submitter.submit(index, raw, producer)
             count = index + 1
             if count % FETCH_CHUNK == 0:
                 client.hset(key, "total", count)
@@ -212,28 +230,105 @@ def submit(
     return job
 
 
-def _submit_one(job: Job, index: int, raw: Any, producer: Any, queue: str) -> None:
-    task_id = job.task_id(index)
-    try:
-        if isinstance(raw, InvalidPrompt):
-            raise raw
-        record = raw if isinstance(raw, PromptRecord) else parse_record(raw)
-    except InvalidPrompt as exc:
-        result = Result(
-            index=index,
-            metadata=metadata_of(raw),
-            error=f"invalid prompt: {exc}",
-            error_kind="invalid_prompt",
+class _Submitter:
+    """Checks, stages and queues the records of one job."""
+
+    def __init__(self, job: Job, queue: str):
+        self.job, self.queue = job, queue
+        self.stager = Stager(_media_store())
+        self.media_seen: set[str] = set()
+
+    def submit(self, index: int, raw: Any, producer: Any) -> None:
+        task_id = self.job.task_id(index)
+        try:
+            if isinstance(raw, InvalidPrompt):
+                raise raw
+            record = raw if isinstance(raw, PromptRecord) else parse_record(raw)
+            record = self._staged(record)
+        except InvalidPrompt as exc:
+            result = Result(
+                index=index,
+                metadata=metadata_of(raw),
+                error=f"invalid prompt: {exc}",
+                error_kind="invalid_prompt",
+                task_id=task_id,
+            )
+            app.backend.store_result(task_id, result.to_json(), states.SUCCESS)
+            return
+        generate.apply_async(
+            args=(record.to_json(), index),
             task_id=task_id,
+            group_id=self.job.id,
+            group_index=index,
+            producer=producer,
+            queue=self.queue,
+            argsrepr=_argsrepr(index, record),
         )
-        app.backend.store_result(task_id, result.to_json(), states.SUCCESS)
-        return
-    generate.apply_async(
-        args=(record.to_json(), index),
-        task_id=task_id,
-        group_id=job.id,
-        group_index=index,
-        producer=producer,
-        queue=queue,
-        argsrepr=f"(prompt #{index}: {record.prompt[:60]!r})",
+
+    def _staged(self, record: PromptRecord) -> PromptRecord:
+        if record.staged:
+            return record
+        refs = [
+            m if isinstance(m, MediaRef) else self.stager.stage(m, m.where) for m in record.media
+        ]
+        for ref in refs:
+            if ref.sha256 and ref.sha256 not in self.media_seen:
+                self.media_seen.add(ref.sha256)
+                _track_media(self.job.id, ref.sha256)
+        return replace(record, media=tuple(refs))
+
+
+def _argsrepr(index: int, record: PromptRecord) -> str:
+    """What Flower and logs show of a task: never media bytes, never a secret."""
+    media = "".join(
+        f", {m.kind} {m.mime_type} {(m.sha256 or '')[:12] or m.uri}"  # type: ignore[union-attr]
+        for m in record.media
     )
+    return f"(prompt #{index}: {record.prompt[:60]!r}{media})"
+
+
+def _state_redis() -> redis.Redis:
+    """The Redis of key state and staged media (`REDIS_URL`)."""
+    return _STATE_REDIS
+
+
+def _media_store() -> MediaStore:
+    return open_store(
+        settings.media_store,
+        _state_redis(),
+        redis_prefix(settings.key_prefix),
+        settings.result_expires,
+    )
+
+
+def _track_media(job_id: str, sha256: str) -> None:
+    prefix = redis_prefix(settings.key_prefix)
+    pipe = _state_redis().pipeline()
+    pipe.sadd(f"{prefix}:job:{job_id}:media", sha256)
+    pipe.expire(f"{prefix}:job:{job_id}:media", settings.result_expires)
+    pipe.sadd(f"{prefix}:media:{sha256}:jobs", job_id)
+    pipe.expire(f"{prefix}:media:{sha256}:jobs", settings.result_expires)
+    pipe.execute()
+
+
+def _forget_media(job_id: str) -> list[tuple[str, str]]:
+    """Drop the job's hold on its media; delete what no other job holds. Returns the
+    uploaded files (project, name) of the deleted media."""
+    prefix = redis_prefix(settings.key_prefix)
+    client = _state_redis()
+    store = _media_store()
+    files: list[tuple[str, str]] = []
+    for raw in client.smembers(f"{prefix}:job:{job_id}:media"):
+        sha256 = raw.decode()
+        holders = f"{prefix}:media:{sha256}:jobs"
+        client.srem(holders, job_id)
+        if client.scard(holders):
+            continue
+        store.delete(sha256)
+        uploads = f"{prefix}:media:{sha256}:uploads"
+        for project, name in client.hgetall(uploads).items():
+            files.append((project.decode(), name.decode()))
+            client.delete(f"{prefix}:upload:{project.decode()}:{sha256}")
+        client.delete(uploads)
+    client.delete(f"{prefix}:job:{job_id}:media")
+    return files

@@ -18,6 +18,7 @@ from typing import Any
 import redis
 from celery import states
 from celery.signals import worker_init
+from google.genai import errors as genai_errors
 
 from gemini_tasks.celery import app, settings
 from gemini_tasks.clients import client_for
@@ -155,7 +156,7 @@ class PromptRun:
         except FileNotFoundError as exc:
             self._fail(f"media unavailable: {exc}; submit the prompt again", "invalid_prompt")
             return
-        uploads_refreshed = False
+        refreshed_projects: set[str] = set()
         attempts_allowed = settings.max_retries + 1
         tokens = estimate_tokens(record)
         while True:
@@ -172,6 +173,7 @@ class PromptRun:
             self.result.attempts += 1
             self.result.key_id, self.result.model = lease.key.id, model
             call_started = time.monotonic()
+            parts: list = []
             try:
                 client = client_for(lease.key, settings.gemini_base_url)
                 parts = [
@@ -192,11 +194,13 @@ class PromptRun:
                 self.api_seconds += time.monotonic() - call_started
                 err = classify(exc)
                 pool.release(lease, err)
+                project = lease.key.project
                 stale = isinstance(err, InvalidRequest) and err.code in (403, 404)
-                if stale and to_upload and not uploads_refreshed:
+                if stale and to_upload and project not in refreshed_projects:
                     # Gemini no longer knows a cached upload (expired, or deleted): once more.
-                    uploads.forget(lease.key.project, [refs[i] for i in to_upload])
-                    uploads_refreshed = True
+                    used = {p.file_data.file_uri for p in parts if p.file_data}
+                    uploads.forget(project, [refs[i] for i in to_upload], used)
+                    refreshed_projects.add(project)
                     continue
                 message = redact(str(err), pool.key_list)
                 self._fail(message, err.kind)
@@ -305,3 +309,25 @@ def generate(self: Any, record: Any, index: int = 0, carry: dict | None = None) 
         ) from None
     result.worker = self.request.hostname
     return result.to_json()
+
+
+@app.task(name="gemini_tasks.delete_files")
+def delete_files(files: list[list[str]]) -> int:
+    """Delete uploaded files ([project, file name] pairs) whose media was forgotten.
+
+    A worker can delete only with a key of the file's project; files no worker deletes
+    expire on their own after 48 hours.
+    """
+    pool = worker_pool()
+    deleted = 0
+    for project, name in files:
+        key = next((k for k in pool.key_list if k.project == project), None)
+        if key is None:
+            log.info("no key of project %s here to delete %s; it will expire", project, name)
+            continue
+        try:
+            client_for(key, settings.gemini_base_url).files.delete(name=name)
+            deleted += 1
+        except genai_errors.APIError as exc:
+            log.info("could not delete %s: %s", name, classify(exc))
+    return deleted

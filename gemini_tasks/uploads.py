@@ -120,7 +120,14 @@ class Uploads:
             )
         return file
 
-    def forget(self, project: str, refs: Sequence[MediaRef]) -> None:
-        """Drop cached uploads that Gemini no longer knows, so they are uploaded again."""
+    def forget(self, project: str, refs: Sequence[MediaRef], failed_uris: set[str | None]) -> None:
+        """Drop cached uploads that Gemini no longer knows, so they are uploaded again.
+
+        Only entries still naming a file that failed go: another worker may already have
+        uploaded a fresh copy.
+        """
         for ref in refs:
-            self.redis.delete(self._cache_key(project, ref.sha256))  # type: ignore[arg-type]
+            cache_key = self._cache_key(project, ref.sha256)  # type: ignore[arg-type]
+            cached = self.redis.get(cache_key)
+            if cached and json.loads(cached)["uri"] in failed_uris:
+                self.redis.delete(cache_key)

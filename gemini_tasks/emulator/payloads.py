@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 RATE_LIMIT_DOCS = "https://ai.google.dev/gemini-api/docs/rate-limits"
@@ -117,29 +119,45 @@ def estimate_tokens(text: str) -> int:
     return max(1, math.ceil(len(text) / 4))
 
 
-def describe_part(part: dict) -> tuple[str, int]:
-    """A deterministic description of one request part, and its token count."""
+def decode_bytes(text: str) -> bytes:
+    """A protobuf JSON `bytes` field: standard or URL-safe base64, padded or not."""
+    text = text.replace("-", "+").replace("_", "/")
+    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+
+
+def describe_part(part: dict, file_digest: Callable[[str], str | None]) -> tuple[str, int]:
+    """A deterministic description of one request part, and its token count.
+
+    Media is described by type, mime type and content hash (or, for a URI Gemini fetches
+    itself, the URI), with its video metadata, so tests see exactly what arrived.
+    """
     if "text" in part:
         text = str(part["text"])
         return text, estimate_tokens(text)
+    meta = part.get("videoMetadata")
+    extra = f" {json.dumps(meta, sort_keys=True)}" if meta else ""
     if "inlineData" in part:
         blob = part["inlineData"]
-        data = base64.b64decode(blob.get("data", ""))
-        digest = hashlib.sha256(data).hexdigest()[:16]
-        return f"[inline {blob.get('mimeType')} sha256:{digest} {len(data)} bytes]", 258
+        digest = hashlib.sha256(decode_bytes(blob.get("data", ""))).hexdigest()[:16]
+        return f"[inline {blob.get('mimeType')} sha256:{digest}{extra}]", 258
     if "fileData" in part:
         ref = part["fileData"]
-        meta = part.get("videoMetadata")
-        extra = f" {meta}" if meta else ""
-        return f"[file {ref.get('mimeType')} {ref.get('fileUri')}{extra}]", 258
+        uri = str(ref.get("fileUri"))
+        digest = file_digest(uri)
+        source = f"sha256:{digest}" if digest else uri
+        return f"[file {ref.get('mimeType')} {source}{extra}]", 258
     return f"[{sorted(part)[0] if part else 'empty'} part]", 1
 
 
 def generate_response(
-    model: str, contents: list[dict], generation_config: dict, response_id: str
+    model: str,
+    contents: list[dict],
+    generation_config: dict,
+    response_id: str,
+    file_digest: Callable[[str], str | None],
 ) -> dict:
     """A deterministic answer derived from the request: it echoes what it received."""
-    described = [describe_part(p) for c in contents for p in c.get("parts", [])]
+    described = [describe_part(p, file_digest) for c in contents for p in c.get("parts", [])]
     prompt_tokens = sum(tokens for _, tokens in described)
     text = "echo: " + " | ".join(desc for desc, _ in described)
     finish = "STOP"
@@ -167,3 +185,23 @@ def generate_response(
         "modelVersion": model,
         "responseId": response_id,
     }
+
+
+def file_not_found(file_id: str) -> dict:
+    return error(
+        403,
+        "PERMISSION_DENIED",
+        f"You do not have permission to access the File {file_id} or it may not exist.",
+    )
+
+
+def file_not_active(file_id: str) -> dict:
+    return error(
+        400,
+        "FAILED_PRECONDITION",
+        f"The File {file_id} is not in an ACTIVE state and usage is not allowed.",
+    )
+
+
+def payload_too_large(limit: int) -> dict:
+    return invalid_argument(f"Request payload size exceeds the limit: {limit} bytes.")

@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from gemini_tasks.emulator import payloads
+from gemini_tasks.emulator.files import FileStore
 from gemini_tasks.emulator.quotas import QuotaBook
 from gemini_tasks.keys import key_id
 from gemini_tasks.limits import Limits
@@ -54,6 +55,10 @@ class EmulatorConfig:
     project_limits: dict[str, Limits] = field(default_factory=dict)
     faults: Faults = field(default_factory=Faults)
     seed: int | None = None
+    # Gemini's documented limit on a request's size, inline media included.
+    request_limit_bytes: int = 20 * 1024 * 1024
+    file_ttl_seconds: float = 48 * 3600
+    video_processing_seconds: float = 1.0
 
 
 @dataclass
@@ -62,6 +67,7 @@ class _Stats:
     by_key: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     by_minute: dict[int, Counter] = field(default_factory=lambda: defaultdict(Counter))
     calls: list[dict[str, Any]] = field(default_factory=list)
+    uploads: Counter = field(default_factory=Counter)
     in_flight: int = 0
     max_in_flight: int = 0
 
@@ -90,7 +96,7 @@ class _Stats:
             }
         )
 
-    def to_json(self, with_calls: bool) -> dict[str, Any]:
+    def to_json(self, with_calls: bool, files: int) -> dict[str, Any]:
         out: dict[str, Any] = {
             "total": sum(self.by_outcome.values()),
             "by_outcome": dict(self.by_outcome),
@@ -98,10 +104,29 @@ class _Stats:
             "by_minute": {str(m): dict(c) for m, c in sorted(self.by_minute.items())},
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
+            "uploads": dict(self.uploads),
+            "files": files,
         }
         if with_calls:
             out["calls"] = self.calls
         return out
+
+
+def _camel_case(value: Any) -> Any:
+    """Request JSON with every key in lowerCamelCase.
+
+    Gemini parses requests as protobuf JSON, which accepts `file_uri` and `fileUri` alike;
+    google-genai sends some nested fields in snake_case.
+    """
+    if isinstance(value, list):
+        return [_camel_case(v) for v in value]
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            head, *rest = str(key).split("_")
+            out[head + "".join(w[:1].upper() + w[1:] for w in rest)] = _camel_case(item)
+        return out
+    return value
 
 
 class _Rejected(Exception):
@@ -118,11 +143,16 @@ class Emulator:
         self.quotas = QuotaBook(config.limits, config.model_limits, config.project_limits)
         self.stats = _Stats()
         self.random = random.Random(config.seed)
+        self.files = FileStore(config.file_ttl_seconds, config.video_processing_seconds)
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = web.Application(client_max_size=2 * 1024**3 + 1024)
         app.router.add_post("/{version}/models/{target}", self.handle_model_call)
         app.router.add_get("/{version}/models/{model}", self.handle_get_model)
+        app.router.add_post("/upload/{version}/files", self.handle_upload)
+        app.router.add_get("/{version}/files/{file_id}", self.handle_get_file)
+        app.router.add_delete("/{version}/files/{file_id}", self.handle_delete_file)
+        app.router.add_post("/_emulator/expire_files", self.handle_expire_files)
         app.router.add_get("/_emulator/stats", self.handle_stats)
         app.router.add_post("/_emulator/reset", self.handle_reset)
         app.router.add_post("/_emulator/config", self.handle_config)
@@ -175,13 +205,18 @@ class Emulator:
             key, project = self._authenticate(request)
             if not model.startswith("gemini-"):
                 raise _Rejected(404, payloads.model_not_found(model, version, method), "404")
+            if request.content_length and request.content_length > self.config.request_limit_bytes:
+                raise _Rejected(
+                    400, payloads.payload_too_large(self.config.request_limit_bytes), "400"
+                )
             body = await self._json_body(request)
             if method == "countTokens":
                 body = body.get("generateContentRequest", body)
             contents = self._validate_contents(body)
+            self._check_files(contents, project)
             digest = hashlib.sha256(json.dumps(contents, sort_keys=True).encode()).hexdigest()
             if method == "countTokens":
-                tokens = sum(payloads.describe_part(p)[1] for c in contents for p in c["parts"])
+                tokens = self._count_tokens(contents)
                 stats.record("ok", key, project, model, digest, started)
                 return web.json_response(
                     {
@@ -190,7 +225,7 @@ class Emulator:
                     }
                 )
             config = self._validate_generation_config(body.get("generationConfig") or {})
-            tokens = sum(payloads.describe_part(p)[1] for c in contents for p in c["parts"])
+            tokens = self._count_tokens(contents)
             violation = self.quotas.admit(project, model, tokens, time.time())
             if violation:
                 raise _Rejected(
@@ -205,7 +240,9 @@ class Emulator:
                     "429",
                 )
             await self._inject_faults()
-            response = payloads.generate_response(model, contents, config, uuid.uuid4().hex[:22])
+            response = payloads.generate_response(
+                model, contents, config, uuid.uuid4().hex[:22], self._file_digest
+            )
             if body.get("systemInstruction"):
                 # Echo the system instruction too, so a test can see that it arrived.
                 parts = body["systemInstruction"].get("parts", [])
@@ -221,6 +258,105 @@ class Emulator:
         finally:
             stats.in_flight -= 1
 
+    def _count_tokens(self, contents: list[dict]) -> int:
+        return sum(
+            payloads.describe_part(p, self._file_digest)[1] for c in contents for p in c["parts"]
+        )
+
+    def _file_digest(self, uri: str) -> str | None:
+        """The content hash of an uploaded file's URI (None for URIs of other hosts)."""
+        _, marker, file_id = uri.rpartition("/files/")
+        stored = self.files.files.get(file_id) if marker else None
+        return stored.sha256[:16] if stored else None
+
+    def _check_files(self, contents: list[dict], project: str) -> None:
+        """Uploaded files must exist, be the caller's project's, and be ACTIVE."""
+        now = time.time()
+        for content in contents:
+            for part in content["parts"]:
+                uri = str(part.get("fileData", {}).get("fileUri", ""))
+                _, marker, file_id = uri.rpartition("/files/")
+                if not marker or "/v1" not in uri:
+                    continue  # a URI Gemini fetches itself, such as a YouTube link
+                stored = self.files.get(file_id, project)
+                if stored is None:
+                    raise _Rejected(403, payloads.file_not_found(file_id), "403")
+                if stored.state(now) != "ACTIVE":
+                    raise _Rejected(400, payloads.file_not_active(file_id), "400")
+
+    # -- the Files API ------------------------------------------------------------------
+
+    async def handle_upload(self, request: web.Request) -> web.Response:
+        upload_id = request.query.get("upload_id")
+        if upload_id is None:
+            return await self._start_upload(request)
+        upload = self.files.pending.get(upload_id)
+        if upload is None:
+            body = payloads.error(404, "NOT_FOUND", "Upload not found.")
+            return web.json_response(body, status=404, headers={"x-goog-upload-status": "final"})
+        command = request.headers.get("X-Goog-Upload-Command", "")
+        offset = int(request.headers.get("X-Goog-Upload-Offset", "0"))
+        if offset != len(upload.data):
+            body = payloads.invalid_argument(f"Invalid upload offset {offset}.")
+            return web.json_response(body, status=400, headers={"x-goog-upload-status": "final"})
+        upload.data.extend(await request.read())
+        if "finalize" not in command:
+            return web.Response(headers={"x-goog-upload-status": "active"})
+        stored = self.files.finish(upload_id)
+        self.stats.uploads[stored.project] += 1
+        base = f"{request.scheme}://{request.host}"
+        return web.json_response(
+            {"file": stored.to_json(base, request.match_info["version"], time.time())},
+            headers={"x-goog-upload-status": "final"},
+        )
+
+    async def _start_upload(self, request: web.Request) -> web.Response:
+        try:
+            _, project = self._authenticate(request)
+        except _Rejected as rejected:
+            return web.json_response(rejected.body, status=rejected.status)
+        if request.headers.get("X-Goog-Upload-Command") != "start":
+            body = payloads.invalid_argument("Expected X-Goog-Upload-Command: start.")
+            return web.json_response(body, status=400)
+        meta = (await self._json_body(request)).get("file") or {}
+        upload_id = self.files.start(
+            project,
+            request.headers.get("X-Goog-Upload-Header-Content-Type")
+            or meta.get("mimeType", "application/octet-stream"),
+            int(request.headers.get("X-Goog-Upload-Header-Content-Length", "0")),
+            meta.get("displayName"),
+        )
+        url = f"{request.scheme}://{request.host}{request.path}?upload_id={upload_id}"
+        return web.json_response(
+            {}, headers={"x-goog-upload-url": url, "x-goog-upload-status": "active"}
+        )
+
+    async def handle_get_file(self, request: web.Request) -> web.Response:
+        file_id = request.match_info["file_id"]
+        try:
+            _, project = self._authenticate(request)
+        except _Rejected as rejected:
+            return web.json_response(rejected.body, status=rejected.status)
+        stored = self.files.get(file_id, project)
+        if stored is None:
+            return web.json_response(payloads.file_not_found(file_id), status=403)
+        base = f"{request.scheme}://{request.host}"
+        return web.json_response(stored.to_json(base, request.match_info["version"], time.time()))
+
+    async def handle_delete_file(self, request: web.Request) -> web.Response:
+        file_id = request.match_info["file_id"]
+        try:
+            _, project = self._authenticate(request)
+        except _Rejected as rejected:
+            return web.json_response(rejected.body, status=rejected.status)
+        if not self.files.delete(file_id, project):
+            return web.json_response(payloads.file_not_found(file_id), status=403)
+        return web.json_response({})
+
+    async def handle_expire_files(self, request: web.Request) -> web.Response:
+        """Expire every uploaded file now, as 48 hours would."""
+        return web.json_response({"expired": self.files.expire_all()})
+
     async def _json_body(self, request: web.Request) -> dict:
         try:
             body = await request.json()
@@ -230,6 +366,7 @@ class Emulator:
                 payloads.invalid_argument("Invalid JSON payload received. Unexpected token."),
                 "400",
             ) from None
+        body = _camel_case(body)
         if not isinstance(body, dict):
             raise _Rejected(
                 400,
@@ -260,6 +397,19 @@ class Emulator:
                     "400",
                 )
             for j, part in enumerate(parts):
+                data = part.get("inlineData", {}).get("data") if isinstance(part, dict) else None
+                if data is not None:
+                    try:
+                        payloads.decode_bytes(str(data))
+                    except ValueError:
+                        raise _Rejected(
+                            400,
+                            payloads.invalid_argument(
+                                f"Invalid value at 'contents[{i}].parts[{j}].inline_data.data' "
+                                "(TYPE_BYTES), Base64 decoding failed"
+                            ),
+                            "400",
+                        ) from None
                 if not isinstance(part, dict) or not (
                     {"text", "inlineData", "fileData"} & set(part)
                 ):
@@ -332,10 +482,11 @@ class Emulator:
 
     async def handle_stats(self, request: web.Request) -> web.Response:
         with_calls = request.query.get("calls") in ("1", "true")
-        return web.json_response(self.stats.to_json(with_calls))
+        return web.json_response(self.stats.to_json(with_calls, len(self.files.files)))
 
     async def handle_reset(self, request: web.Request) -> web.Response:
         self.stats = _Stats()
+        self.files.expire_all()
         self.quotas.reset()
         return web.json_response({"ok": True})
 
@@ -346,6 +497,10 @@ class Emulator:
             self.config.keys.update(update["keys"])
         if "faults" in update:
             self.config.faults = Faults(**{**asdict(self.config.faults), **update["faults"]})
+        if "request_limit_bytes" in update:
+            self.config.request_limit_bytes = int(update["request_limit_bytes"])
+        if "video_processing_seconds" in update:
+            self.files.video_processing_seconds = float(update["video_processing_seconds"])
         if "limits" in update:
             self.config.limits = Limits(**update["limits"])
             self.quotas.default = self.config.limits

@@ -37,6 +37,9 @@ class EmulatorControl:
     def configure(self, **update: dict) -> dict:
         return self._post("/_emulator/config", update)
 
+    def expire_files(self) -> int:
+        return self._post("/_emulator/expire_files", {})["expired"]
+
 
 NO_FAULTS = {
     "error_500_rate": 0,
@@ -44,6 +47,13 @@ NO_FAULTS = {
     "hang_rate": 0,
     "latency": 0,
     "latency_jitter": 0,
+}
+DEFAULTS = {
+    "faults": NO_FAULTS,
+    "limits": {},
+    "project_limits": {},
+    "request_limit_bytes": 20 * 1024 * 1024,
+    "video_processing_seconds": 0.3,
 }
 
 
@@ -74,10 +84,10 @@ def worker_processes(redis_url: str, emulator_process: EmulatorControl, run_dir:
 @pytest.fixture
 def emulator(emulator_process: EmulatorControl) -> Iterator[EmulatorControl]:
     """The emulator with clean statistics and no faults, restored after the test."""
-    emulator_process.configure(faults=NO_FAULTS, limits={}, project_limits={})
+    emulator_process.configure(**DEFAULTS)
     emulator_process.reset()
     yield emulator_process
-    emulator_process.configure(faults=NO_FAULTS, limits={}, project_limits={})
+    emulator_process.configure(**DEFAULTS)
 
 
 @pytest.fixture

@@ -1,0 +1,346 @@
+"""Multimodal prompts across processes: the seed's examples, staging, uploads, bad input.
+
+The emulator answers with a description of every part it received, in order (text, and
+media by type, mime type and content hash or URI), so each check below is exactly what
+reached Gemini.
+"""
+
+import base64
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from gemini_tasks import local
+from gemini_tasks.jobs import Job, JobNotFound, submit
+from gemini_tasks.settings import redis_prefix
+from tests.conftest import FAKE_KEY, OTHER_PROJECT_KEY, TEST_ENV
+
+pytestmark = pytest.mark.integration
+
+QUEUE = "media"
+INLINE_LIMIT = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def media_workers(redis_url, emulator_process, tmp_path_factory):
+    run_dir: Path = tmp_path_factory.mktemp("media-workers")
+    env = {
+        **TEST_ENV,
+        "GEMINI_API_KEY_1": FAKE_KEY,
+        "GEMINI_API_KEY_2": OTHER_PROJECT_KEY,
+        "GEMINI_TASKS_PROJECTS": "project-a=GEMINI_API_KEY_1; project-b=GEMINI_API_KEY_2",
+        "GEMINI_TASKS_QUEUE": QUEUE,
+        "GEMINI_TASKS_INLINE_LIMIT_BYTES": str(INLINE_LIMIT),
+        "GEMINI_TASKS_REQUEST_TIMEOUT": "10",
+    }
+    with local.workers(2, env, concurrency=20, log_dir=run_dir, cwd=run_dir):
+        yield run_dir
+
+
+@pytest.fixture
+def media(tmp_path: Path) -> dict[str, Path]:
+    """Small media files with distinct content (only their bytes matter to Gemini here)."""
+    names = ["intro.mp3", "qa_session.mp3", "audio1.mp3", "audio2.wav", "interview1.mp3",
+             "interview2.mp3", "video1.mp4", "presentation.mp4", "main_presentation.mp4",
+             "supplementary.mp4"]  # fmt: skip
+    files = {}
+    for i, name in enumerate(names):
+        path = tmp_path / name
+        path.write_bytes(hashlib.sha256(name.encode()).digest() * (64 + i))
+        files[name] = path
+    return files
+
+
+def sha16(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def inline(path_or_bytes, mime: str, meta: dict | None = None) -> str:
+    data = path_or_bytes if isinstance(path_or_bytes, bytes) else path_or_bytes.read_bytes()
+    return f"[inline {mime} sha256:{sha16(data)}{_meta(meta)}]"
+
+
+def url(uri: str, mime: str = "video/mp4", meta: dict | None = None) -> str:
+    return f"[file {mime} {uri}{_meta(meta)}]"
+
+
+def _meta(meta: dict | None) -> str:
+    if not meta:
+        return ""
+    camel = {re.sub(r"_(\w)", lambda m: m.group(1).upper(), k): v for k, v in meta.items()}
+    camel = {k: float(v) if k == "fps" else v for k, v in camel.items()}
+    return " " + json.dumps(camel, sort_keys=True)
+
+
+def echo(*parts: str) -> str:
+    return "echo: " + " | ".join(parts)
+
+
+def seed_examples(m: dict[str, Path]) -> list[tuple[dict, str]]:
+    """Every example of the seed README's multi-modal section, and what Gemini must get."""
+    complex_prompt = """
+        I need you to analyze this presentation.
+
+        First, listen to the introduction: <audio>
+
+        Now watch the main content: <video>
+
+        Then listen to the Q&A section: <audio>
+
+        Finally, review this supplementary video: <video>
+
+        Please provide a comprehensive summary covering all aspects.
+        """
+    texts = [t.strip() for t in re.split(r"<audio>|<video>", complex_prompt)]
+    audio2 = m["audio2.wav"].read_bytes()
+    return [
+        (
+            {"prompt": "Transcribe and summarize this audio:", "audio_path": str(m["intro.mp3"]),
+             "audio_mime_type": "audio/mp3", "metadata": {"task_id": "audio_task_1"}},
+            echo(inline(m["intro.mp3"], "audio/mp3"), "Transcribe and summarize this audio:"),
+        ),
+        (
+            {"prompt": "First, analyze this audio: <audio> Now compare it with this video: "
+                       "<video> Finally, what do you think about this second audio: <audio>",
+             "audio_path": [str(m["audio1.mp3"]), str(m["audio2.wav"])],
+             "video_path": [str(m["video1.mp4"])], "metadata": {"task_id": "multimedia_analysis"}},
+            echo("First, analyze this audio:", inline(m["audio1.mp3"], "audio/mp3"),
+                 "Now compare it with this video:", inline(m["video1.mp4"], "video/mp4"),
+                 "Finally, what do you think about this second audio:",
+                 inline(m["audio2.wav"], "audio/wav")),
+        ),
+        (
+            {"prompt": "Compare these recordings: <audio> <audio> with this visual content: "
+                       "<video>",
+             "audio_path": [str(m["interview1.mp3"]), str(m["interview2.mp3"])],
+             "video_path": [str(m["presentation.mp4"])],
+             "audio_mime_type": ["audio/mp3", "audio/mp3"], "video_mime_type": ["video/mp4"],
+             "metadata": {"task_id": "comparison_task"}},
+            echo("Compare these recordings:", inline(m["interview1.mp3"], "audio/mp3"),
+                 inline(m["interview2.mp3"], "audio/mp3"), "with this visual content:",
+                 inline(m["presentation.mp4"], "video/mp4")),
+        ),
+        (
+            {"prompt": "Analyze this audio file: <audio> and this video: <video> then this audio "
+                       "data: <audio>",
+             "audio_path": [str(m["audio1.mp3"])], "audio_bytes": [audio2],
+             "video_url": ["https://example.com/video.mp4"],
+             "audio_mime_type": ["audio/mp3", "audio/wav"], "video_mime_type": ["video/mp4"],
+             "metadata": {"task_id": "mixed_input_task"}},
+            echo("Analyze this audio file:", inline(m["audio1.mp3"], "audio/mp3"),
+                 "and this video:", url("https://example.com/video.mp4"),
+                 "then this audio data:", inline(audio2, "audio/wav")),
+        ),
+        (
+            {"prompt": "Analyze this video segment: <video> What are the key points?",
+             "video_path": [str(m["video1.mp4"])],
+             "video_metadata": [{"start_offset": "1250s", "end_offset": "1570s", "fps": 5}],
+             "metadata": {"task_id": "video_segment_analysis"}},
+            echo("Analyze this video segment:",
+                 inline(m["video1.mp4"], "video/mp4",
+                        {"start_offset": "1250s", "end_offset": "1570s", "fps": 5}),
+                 "What are the key points?"),
+        ),
+        (
+            {"prompt": "Compare these two video clips: <video> <video>",
+             "video_url": ["https://example.com/video1.mp4", "https://example.com/video2.mp4"],
+             "video_metadata": [{"fps": 10}, {"start_offset": "30s", "end_offset": "60s"}],
+             "metadata": {"task_id": "video_comparison"}},
+            echo("Compare these two video clips:",
+                 url("https://example.com/video1.mp4", meta={"fps": 10}),
+                 url("https://example.com/video2.mp4",
+                     meta={"start_offset": "30s", "end_offset": "60s"})),
+        ),
+        (
+            {"prompt": complex_prompt,
+             "audio_path": [str(m["intro.mp3"]), str(m["qa_session.mp3"])],
+             "video_path": [str(m["main_presentation.mp4"]), str(m["supplementary.mp4"])],
+             "audio_mime_type": ["audio/mp3", "audio/mp3"],
+             "video_mime_type": ["video/mp4", "video/mp4"],
+             "video_metadata": [{"fps": 5}, {"start_offset": "0s", "end_offset": "300s"}],
+             "metadata": {"task_id": "comprehensive_analysis"}},
+            echo(texts[0], inline(m["intro.mp3"], "audio/mp3"),
+                 texts[1], inline(m["main_presentation.mp4"], "video/mp4", {"fps": 5}),
+                 texts[2], inline(m["qa_session.mp3"], "audio/mp3"),
+                 texts[3], inline(m["supplementary.mp4"], "video/mp4",
+                                  {"start_offset": "0s", "end_offset": "300s"}),
+                 texts[4]),
+        ),
+        (
+            {"prompt": "Analyze the provided media files.",
+             "audio_path": [str(m["audio1.mp3"]), str(m["audio2.wav"])],
+             "video_path": [str(m["video1.mp4"])], "metadata": {"task_id": "fallback_example"}},
+            echo(inline(m["video1.mp4"], "video/mp4"), inline(m["audio1.mp3"], "audio/mp3"),
+                 inline(m["audio2.wav"], "audio/wav"), "Analyze the provided media files."),
+        ),
+    ]  # fmt: skip
+
+
+def test_every_seed_example_reaches_gemini_part_by_part(media_workers, emulator, media):
+    examples = seed_examples(media)
+    results = list(submit([record for record, _ in examples], queue=QUEUE).results(timeout=60))
+
+    for (record, expected), result in zip(examples, results, strict=True):
+        assert result.error is None, (record["metadata"], result.error)
+        assert result.response == expected, record["metadata"]
+        assert result.metadata == record["metadata"]
+
+
+def as_json_line(record: dict) -> str:
+    def encode(value):
+        if isinstance(value, bytes):
+            return {"base64": base64.b64encode(value).decode()}
+        if isinstance(value, list):
+            return [encode(v) for v in value]
+        return value
+
+    return json.dumps({k: encode(v) for k, v in record.items()})
+
+
+def test_every_seed_example_in_jsonl_through_the_cli(media_workers, emulator, media, tmp_path):
+    examples = seed_examples(media)
+    prompts = tmp_path / "seed.jsonl"
+    prompts.write_text("".join(as_json_line(record) + "\n" for record, _ in examples))
+    out = tmp_path / "results.jsonl"
+
+    done = subprocess.run(
+        [sys.executable, "-m", "gemini_tasks", "run", str(prompts), "-o", str(out),
+         "--queue", QUEUE, "--timeout", "60"],
+        capture_output=True, text=True, timeout=120, env=os.environ,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["response"] for line in lines] == [expected for _, expected in examples]
+
+
+def test_no_media_bytes_in_task_arguments(media_workers, emulator, media):
+    from gemini_tasks.celery import app
+
+    big = media["video1.mp4"].read_bytes()
+    job = submit([{"prompt": "<video>", "video_bytes": big}], queue=QUEUE)
+    [result] = job.results(timeout=60)
+    assert result.ok
+    inspect = app.backend.get_task_meta(job.task_id(0))
+    assert inspect["status"] == "SUCCESS"
+    # What travelled as the task argument: a reference, never the content.
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    for name in client.scan_iter(match="*unacked*"):
+        assert big not in (client.dump(name) or b"")
+    assert big.hex() not in json.dumps(result.to_json())
+
+
+def test_a_file_deleted_after_submit_still_runs(media_workers, emulator, tmp_path):
+    path = tmp_path / "ephemeral.mp3"
+    path.write_bytes(b"ephemeral audio " * 100)
+    content = path.read_bytes()
+    job = submit([{"prompt": "Transcribe: <audio>", "audio_path": str(path)}], queue=QUEUE)
+    path.unlink()
+    [result] = job.results(timeout=60)
+    assert result.response == echo("Transcribe:", inline(content, "audio/mp3"))
+
+
+def test_one_large_video_is_uploaded_once_per_project(media_workers, emulator, tmp_path):
+    video = tmp_path / "lecture.mp4"
+    video.write_bytes(os.urandom(INLINE_LIMIT * 3))
+    records = [{"prompt": f"Summarise part {i}: <video>", "video_path": str(video)}
+               for i in range(50)]  # fmt: skip
+    job = submit(records, queue=QUEUE)
+    results = list(job.results(timeout=120))
+
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+    digest = sha16(video.read_bytes())
+    assert all(f"[file video/mp4 sha256:{digest}]" in r.response for r in results)
+    stats = emulator.stats()
+    assert stats["uploads"] == {"project-a": 1, "project-b": 1}
+    assert {r.key_id for r in results} == {
+        k for k in stats["by_key"] if stats["by_key"][k].get("ok")
+    }
+
+    # Gemini forgets the files (48 hours pass): each project uploads once more, and goes on.
+    emulator.expire_files()
+    again = list(submit(records[:10], queue=QUEUE).results(timeout=120))
+    assert all(r.ok for r in again), [r.error for r in again if not r.ok]
+    stats = emulator.stats()
+    assert stats["by_outcome"].get("403", 0) >= 1
+    assert sum(stats["uploads"].values()) >= 3
+
+
+def test_forget_deletes_staged_media_and_uploaded_files(media_workers, emulator, tmp_path):
+    video = tmp_path / "talk.mp4"
+    video.write_bytes(os.urandom(INLINE_LIMIT * 2))
+    sha = hashlib.sha256(video.read_bytes()).hexdigest()
+    records = [{"prompt": f"Part {i}: <video>", "video_path": str(video)} for i in range(6)]
+    first = submit(records, queue=QUEUE)
+    second = submit(records[:2], queue=QUEUE)
+    assert all(r.ok for r in [*first.results(timeout=120), *second.results(timeout=120)])
+    state = redis.Redis.from_url(os.environ["REDIS_URL"])
+    staged = f"{redis_prefix(TEST_ENV['GEMINI_TASKS_KEY_PREFIX'])}:media:{sha}"
+    assert state.exists(staged) and emulator.stats()["files"] >= 1
+
+    Job.restore(first.id).forget()
+    assert state.exists(staged), "the second job still uses the video"
+    done = subprocess.run(
+        [sys.executable, "-m", "gemini_tasks", "forget", second.id],
+        capture_output=True, text=True, timeout=60, env=os.environ,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert not state.exists(staged)
+    assert not list(state.scan_iter(match=f"*:upload:*:{sha}"))
+    deadline = time.monotonic() + 20
+    while emulator.stats()["files"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert emulator.stats()["files"] == 0, "the workers delete the uploaded files"
+    with pytest.raises(JobNotFound):
+        Job.restore(first.id)
+
+
+def test_bad_media_input_fails_alone_with_a_clear_error(media_workers, emulator, tmp_path, media):
+    empty = tmp_path / "empty.mp3"
+    empty.write_bytes(b"")
+    records = [
+        {"prompt": "ok <audio>", "audio_path": str(media["audio1.mp3"])},
+        {"prompt": "<audio>", "audio_path": str(tmp_path / "missing.mp3")},
+        {"prompt": "<video>", "video_path": [str(media["video1.mp4"])],
+         "video_mime_type": ["video/mp4", "video/mp4"]},
+        {"prompt": "<video>", "video_url": ["u"], "video_metadata": [{"fps": 1}, {"fps": 2}]},
+        {"prompt": "<video>", "video_url": ["u"], "video_metadata": [{"end_offset": "1 min"}]},
+        {"prompt": "<audio>", "audio_bytes": ["not bytes"]},
+        {"prompt": "<audio>", "audio_bytes": {"base64": "!!!"}},
+        {"prompt": "<image>", "image_path": "cat.png"},
+        {"prompt": "<audio>", "audio_path": str(empty)},
+        {"prompt": "fine too"},
+    ]  # fmt: skip
+    results = list(submit(records, queue=QUEUE).results(timeout=60))
+
+    assert [r.ok for r in results] == [True] + [False] * 8 + [True]
+    expected = [
+        "audio_path[0]: cannot read", "video_mime_type has 2 entries",
+        "video_metadata has 2 entries", "video_metadata[0].end_offset",
+        "audio_bytes[0] must be bytes", "audio_bytes[0] is not valid base64",
+        "unknown field(s) 'image_path'", "is empty",
+    ]  # fmt: skip
+    for result, words in zip(results[1:9], expected, strict=True):
+        assert result.error_kind == "invalid_prompt"
+        assert words in result.error, result.error
+
+
+def test_the_emulator_refuses_a_request_over_the_inline_limit(emulator):
+    from google import genai
+    from google.genai import errors, types
+
+    emulator.configure(request_limit_bytes=100_000)
+    client = genai.Client(api_key=FAKE_KEY, http_options=types.HttpOptions(base_url=emulator.url))
+    part = types.Part(inline_data=types.Blob(data=os.urandom(150_000), mime_type="video/mp4"))
+    with pytest.raises(errors.ClientError) as info:
+        client.models.generate_content(model="gemini-2.5-flash", contents=[part])
+    assert info.value.code == 400
+    assert "Request payload size exceeds the limit: 100000 bytes." in info.value.message
