@@ -60,7 +60,8 @@ def main() -> None:
                 done = subprocess.run(
                     [sys.executable, "-m", "gemini_tasks", "run", str(prompts),
                      "-o", str(run_dir / "out.jsonl")],
-                    env={**os.environ, **env, "COLUMNS": "200"}, capture_output=True, text=True, cwd=run_dir,
+                    env={**os.environ, **env, "COLUMNS": "200"},
+                    capture_output=True, text=True, cwd=run_dir,
                 )  # fmt: skip
             after = client.info("memory")["used_memory"]
     naive = args.prompts * args.file_mib * 2**20
