@@ -7,9 +7,7 @@ unreachable, unknown job, timeout, bad setting); 2 usage error; 3 some prompts f
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -26,7 +24,6 @@ from gemini_tasks.errors import GeminiTasksError
 
 EXIT_ERROR = 1
 EXIT_PROMPTS_FAILED = 3
-LOCAL_EMULATOR_KEY = "local-emulator-key"
 
 stderr = Console(stderr=True)
 
@@ -278,23 +275,14 @@ def _cluster_for_run(workers: int, concurrency: int | None) -> Iterator[None]:
     if settings.redis_url_configured:
         yield
         return
-    from gemini_tasks import local
-    from gemini_tasks.keys import key_variable_names
+    from gemini_tasks.local import embedded_cluster
 
-    with ExitStack() as stack:
-        log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gemini-tasks-")))
-        env = {"REDIS_URL": stack.enter_context(local.redis_server(log_dir))}
-        if not key_variable_names(os.environ):
-            stderr.print("No GEMINI_API_KEY_* configured: using the local Gemini emulator.")
-            env["GOOGLE_GEMINI_BASE_URL"] = stack.enter_context(
-                local.emulator({LOCAL_EMULATOR_KEY: "local"}, log_path=log_dir / "emulator.log")
-            )
-            env["GEMINI_API_KEY_1"] = LOCAL_EMULATOR_KEY
-        os.environ.update(env)
-        stderr.print(f"Local mode: Redis and {workers} worker(s) in {log_dir}", highlight=False)
-        stack.enter_context(
-            local.workers(workers, env, concurrency or settings.concurrency, log_dir)
-        )
+    with embedded_cluster(
+        workers,
+        concurrency or settings.concurrency,
+        emulator_without_keys=True,
+        announce=lambda message: stderr.print(message, highlight=False),
+    ):
         yield
 
 

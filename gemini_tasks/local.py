@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -176,3 +176,39 @@ def workers(
                 process.send_signal(signal.SIGTERM)
         for process in processes:
             stop_process(process)
+
+
+LOCAL_EMULATOR_KEY = "local-emulator-key"
+
+
+@contextmanager
+def embedded_cluster(
+    workers_count: int,
+    concurrency: int,
+    worker_env: Mapping[str, str] | None = None,
+    emulator_without_keys: bool = False,
+    announce: Callable[[str], None] = lambda message: None,
+) -> Iterator[dict[str, str]]:
+    """Local mode: redis-server in a temporary directory, and worker processes.
+
+    With `emulator_without_keys` and no `GEMINI_API_KEY_*` configured, the workers talk to
+    the emulator. This process's environment gets the cluster's `REDIS_URL`, so import
+    `gemini_tasks.celery` (directly or through `gemini_tasks.jobs`) only inside.
+    """
+    from gemini_tasks.keys import key_variable_names
+    from gemini_tasks.settings import load_env_file
+
+    load_env_file()
+    with ExitStack() as stack:
+        log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gemini-tasks-")))
+        env = {**(worker_env or {}), "REDIS_URL": stack.enter_context(redis_server(log_dir))}
+        if emulator_without_keys and not key_variable_names(os.environ):
+            announce("No GEMINI_API_KEY_* configured: using the local Gemini emulator.")
+            env["GOOGLE_GEMINI_BASE_URL"] = stack.enter_context(
+                emulator({LOCAL_EMULATOR_KEY: "local"}, log_path=log_dir / "emulator.log")
+            )
+            env["GEMINI_API_KEY_1"] = LOCAL_EMULATOR_KEY
+        os.environ.update(env)
+        announce(f"Local mode: Redis and {workers_count} worker(s) in {log_dir}")
+        stack.enter_context(workers(workers_count, env, concurrency, log_dir))
+        yield env
