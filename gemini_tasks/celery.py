@@ -7,8 +7,12 @@ prompt whose result is already stored.
 
 from __future__ import annotations
 
-from celery import Celery
+from typing import Any
 
+from celery import Celery
+from celery.signals import setup_logging
+
+from gemini_tasks import logs
 from gemini_tasks import settings as settings_module
 
 settings = settings_module.load()
@@ -45,3 +49,9 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     worker_send_task_events=True,
 )
+
+
+@setup_logging.connect
+def _configure_logging(loglevel: Any = None, **_: Any) -> None:
+    # Replaces Celery's own set-up: one format for our lines and Celery's alike.
+    logs.configure(loglevel or settings.log_level, settings.log_format)

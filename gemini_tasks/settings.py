@@ -51,6 +51,7 @@ class Settings:
     short_key_wait: float
     media_store: str
     inline_limit_bytes: int
+    log_format: str
     # False when REDIS_URL was not set: the CLI then runs a local, embedded cluster.
     redis_url_configured: bool
 
@@ -115,6 +116,12 @@ def _projects(raw: str) -> dict[str, str]:
         for name in _names(names):
             projects[name] = project.strip()
     return projects
+
+
+def _log_format(raw: str) -> str:
+    if raw not in ("text", "json"):
+        raise ValueError("must be 'text' or 'json'")
+    return raw
 
 
 def _media_store(raw: str) -> str:
@@ -199,6 +206,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         max_key_wait=_read(env, prefix + "MAX_KEY_WAIT", 90000.0, _non_negative_float),
         short_key_wait=_read(env, prefix + "SHORT_KEY_WAIT", 30.0, _non_negative_float),
         media_store=_read(env, prefix + "MEDIA_STORE", "redis", _media_store),
+        log_format=_read(env, prefix + "LOG_FORMAT", "text", _log_format),
         inline_limit_bytes=_read(
             env, prefix + "INLINE_LIMIT_BYTES", 20 * 1024 * 1024, _positive(int)
         ),

@@ -88,14 +88,18 @@ def test_server_errors_are_retried_to_success(cluster):
     assert outcomes["ok"] == 60
 
 
-def test_persistent_server_error_ends_with_a_clear_error(cluster):
+def test_persistent_server_error_ends_with_a_clear_error(cluster, run_dir: Path):
     cluster.configure(faults={"error_503_rate": 1.0})
-    [result] = submit(_records(1, "doomed")).results(timeout=60)
+    job = submit(_records(1, "doomed"))
+    [result] = job.results(timeout=60)
 
     assert result.error_kind == "server"
     assert result.attempts == 5  # GEMINI_TASKS_MAX_RETRIES=4, plus the first attempt
     assert "persistent" in result.error.lower()
     assert "503 UNAVAILABLE" in result.error and "overloaded" in result.error
+    # The worker's log lines about this prompt name its task and its job.
+    logs = "".join(p.read_text(errors="replace") for p in run_dir.glob("worker-*.log"))
+    assert f"[task {job.task_id(0)} job {job.id}]" in logs
 
 
 def test_invalid_request_is_not_retried(cluster):
