@@ -426,3 +426,24 @@ def keys_reset(key_id: str) -> None:
     if not operator_pool().reset(key_id):
         raise click.BadParameter(f"no key {key_id!r} is registered", param_hint="KEY_ID")
     click.echo(f"{key_id} is AVAILABLE")
+
+
+@main.command()
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--port", type=int, default=9808, show_default=True)
+@click.option(
+    "--model", default=None, help="The model whose state to show. [default: GEMINI_TASKS_MODEL]"
+)
+def metrics(host: str, port: int, model: str | None) -> None:
+    """Serve the key pool's metrics for Prometheus at /metrics.
+
+    \b
+    Example:
+      gemini-tasks metrics --port 9808 &
+      curl -s localhost:9808/metrics | grep gemini_tasks_usable_keys
+    """
+    from gemini_tasks.metrics import serve
+    from gemini_tasks.pool import operator_pool
+
+    settings = settings_module.load()
+    serve(operator_pool(settings), model or settings.model, port, host)

@@ -7,10 +7,12 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from gemini_tasks import local
 from gemini_tasks.clients import client_for
@@ -166,6 +168,39 @@ def test_keys_command_shows_and_resets_the_pool(pool_workers):
     assert json.loads(_cli("keys", "--json").stdout)[revoked]["status"] == "AVAILABLE"
     unknown = _cli("keys", "reset", "key-000000000000")
     assert unknown.returncode == 2 and "no key 'key-000000000000'" in unknown.stderr
+
+
+def test_metrics_endpoint_serves_the_pool(pool_workers):
+    port = local.free_port()
+    env = {**os.environ, "GEMINI_TASKS_KEY_PREFIX": "pool_e2e"}
+    command = [sys.executable, "-m", "gemini_tasks", "metrics", "--host", "127.0.0.1",
+               "--port", str(port)]  # fmt: skip
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    try:
+        local.wait_for_port(port, 20, process)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            text = response.read().decode()
+    finally:
+        process.terminate()
+        process.wait(10)
+    samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+    def value(name: str, **labels: str) -> float:
+        [found] = [
+            s.value for s in samples if s.name == name and labels.items() <= s.labels.items()
+        ]
+        return found
+
+    project_a = key_id(FAKE_KEY)
+    a = {"key_id": project_a, "label": "GEMINI_API_KEY_1", "project": "project-a", "model": MODEL}
+    assert value("gemini_tasks_key_state", **a, state="FULLY_EXHAUSTED") == 1.0
+    assert value("gemini_tasks_key_state", **a, state="AVAILABLE") == 0.0
+    assert value("gemini_tasks_key_quota_errors_total", key_id=project_a) >= 1
+    assert value("gemini_tasks_key_successes_total", key_id=project_a) == 3
+    assert value("gemini_tasks_usable_keys") == 2  # project B's key and the reset one
+    assert value("gemini_tasks_seconds_until_next_key") == 0
+    for secret in (FAKE_KEY, OTHER_PROJECT_KEY, REVOKED_KEY):
+        assert secret not in text
 
 
 def test_pool_workers_never_write_a_secret(pool_workers, emulator):

@@ -1,0 +1,83 @@
+"""The key pool in Prometheus' text format, for an operator's scraper.
+
+`gemini-tasks metrics --port N` serves `/metrics`; each scrape reads the pool's state from
+Redis at that moment, so any machine can run it and several may.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from gemini_tasks.pool import KeyPool, KeyStatus
+
+
+class PoolCollector:
+    """Per key id: state, requests, 429s, errors, tokens; for the pool: usable keys and the
+    wait until the next one."""
+
+    def __init__(self, pool: KeyPool, model: str):
+        self.pool, self.model = pool, model
+
+    def collect(self) -> Iterator[Metric]:
+        status = self.pool.status(self.model)
+        key_labels = ["key_id", "label", "project", "model"]
+        state = GaugeMetricFamily(
+            "gemini_tasks_key_state", "1 for the key's current state, 0 for the others",
+            labels=[*key_labels, "state"],
+        )  # fmt: skip
+        counters = {
+            name: CounterMetricFamily(f"gemini_tasks_key_{name}", text, labels=key_labels)
+            for name, text in (
+                ("requests", "Calls made with the key"),
+                ("successes", "Calls that succeeded"),
+                ("quota_errors", "Calls answered 429 RESOURCE_EXHAUSTED"),
+                ("failures", "Calls that failed with a server, network or key error"),
+                ("tokens", "Tokens Gemini counted for the key's successful calls"),
+            )
+        }
+        in_flight = GaugeMetricFamily(
+            "gemini_tasks_key_in_flight", "Calls in flight with the key", labels=key_labels
+        )
+        seconds_left = GaugeMetricFamily(
+            "gemini_tasks_key_seconds_left", "Seconds until the key leaves its state",
+            labels=key_labels,
+        )  # fmt: skip
+        waits = []
+        for key_id, info in status.items():
+            values = [key_id, info["label"], info["project"], self.model]
+            for name in KeyStatus:
+                state.add_metric([*values, name.value], float(info["status"] == name.value))
+            for name, family in counters.items():
+                family.add_metric(values, info[name])
+            in_flight.add_metric(values, info["in_flight"])
+            seconds_left.add_metric(values, info["seconds_left"])
+            if info["status"] != KeyStatus.FAILED_INIT.value:
+                waits.append(info["seconds_left"])
+        usable = sum(info["status"] == KeyStatus.AVAILABLE.value for info in status.values())
+        yield state
+        yield from counters.values()
+        yield in_flight
+        yield seconds_left
+        yield GaugeMetricFamily(
+            "gemini_tasks_usable_keys", "Keys usable now", value=usable, labels=None
+        )
+        yield GaugeMetricFamily(
+            "gemini_tasks_seconds_until_next_key",
+            "Seconds until a key is usable (0 if one is now, +Inf if every key has failed)",
+            value=0.0 if usable else (min(waits) if waits else math.inf),
+        )
+
+
+def serve(pool: KeyPool, model: str, port: int, host: str = "0.0.0.0") -> None:
+    """Serve `/metrics` until interrupted."""
+    registry = CollectorRegistry()
+    registry.register(PoolCollector(pool, model))
+    start_http_server(port, addr=host, registry=registry)
+    print(f"key pool metrics on http://{host}:{port}/metrics", flush=True)
+    while True:
+        time.sleep(3600)
