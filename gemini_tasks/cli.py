@@ -337,7 +337,12 @@ def run(
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def status(job_id: str, as_json: bool) -> None:
-    """How many of a job's prompts have finished."""
+    """How many of a job's prompts have finished.
+
+    \b
+    Example:
+      gemini-tasks status 3f2c...e1 --json
+    """
     from gemini_tasks.jobs import Job
 
     job = Job.restore(job_id)
@@ -352,7 +357,12 @@ def status(job_id: str, as_json: bool) -> None:
 @main.command()
 @click.argument("job_id")
 def forget(job_id: str) -> None:
-    """Delete a job's stored results."""
+    """Delete a job's results, and the media no other job uses (with its uploaded files).
+
+    \b
+    Example:
+      gemini-tasks forget 3f2c...e1
+    """
     from gemini_tasks.jobs import Job
 
     Job.restore(job_id).forget()
