@@ -256,3 +256,18 @@ def test_plain_celery_worker_command_works(cluster, run_dir: Path):
     assert result["response"] == "echo: via celery -A"
     assert result["worker"].startswith("plain@")
     assert "(thread)" in log.read_text()  # the project's threads pool is the default
+
+
+def test_the_producer_example_runs(cluster):
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, str(root / "producer/examples/submit_and_collect.py"),
+         str(root / "producer/examples/prompts.jsonl")],
+        capture_output=True, text=True, timeout=60, env=os.environ,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("job id: ")
+    assert lines[1].startswith("#0 {'task_id': 'task_1', 'category': 'geography'}")
+    assert lines[1].endswith("echo: What is the capital of France?")
+    assert len(lines) == 6
