@@ -14,6 +14,7 @@ from celery.signals import setup_logging
 
 from gemini_tasks import logs
 from gemini_tasks import settings as settings_module
+from gemini_tasks.broker import ssl_options
 
 settings = settings_module.load()
 
@@ -38,9 +39,15 @@ app.conf.update(
     result_backend_always_retry=True,
     result_backend_max_retries=20,
     broker_connection_retry_on_startup=True,
+    broker_transport="gemini_tasks.broker:Transport",
+    broker_use_ssl=ssl_options(settings.broker_url),
     broker_transport_options={
         "visibility_timeout": settings.visibility_timeout,
         "health_check_interval": 10,
+        # How soon a dead worker's tasks go back to the queue once past the visibility
+        # timeout: kombu sweeps every interval x throttle seconds (100 by default).
+        "unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 6)),
+        "unacked_restore_throttle": 1,
     },
     result_backend_transport_options={"health_check_interval": 10},
     worker_pool="threads",

@@ -15,9 +15,11 @@ from typing import Any
 
 import redis
 from celery import states
+from kombu.exceptions import OperationalError
 from kombu.utils.url import maybe_sanitize_url
 
 from gemini_tasks.celery import app, settings
+from gemini_tasks.connections import connect
 from gemini_tasks.errors import GeminiTasksError, InvalidPrompt
 from gemini_tasks.media_store import MediaRef, MediaStore, Stager, open_store
 from gemini_tasks.prompt import PromptRecord, parse_record
@@ -41,7 +43,9 @@ class RedisUnavailable(GeminiTasksError):
     """Redis (broker or result backend) cannot be reached."""
 
 
-_STATE_REDIS = redis.Redis.from_url(settings.redis_url)
+# Job records and results live in the result backend; key state and media under REDIS_URL.
+_RESULTS_REDIS = connect(settings.result_backend)
+_STATE_REDIS = connect(settings.redis_url)
 
 
 def _job_key(job_id: str) -> str:
@@ -49,12 +53,13 @@ def _job_key(job_id: str) -> str:
 
 
 def _redis() -> redis.Redis:
-    return app.backend.client
+    return _RESULTS_REDIS
 
 
 def _check_redis() -> None:
+    # Asked once, without the retries of the long-lived clients: fail fast and say why.
     try:
-        _redis().ping()
+        redis.Redis.from_url(settings.result_backend, socket_connect_timeout=5).ping()
     except redis.RedisError as exc:
         url = maybe_sanitize_url(settings.result_backend)
         raise RedisUnavailable(f"cannot reach Redis at {url}: {exc}") from None
@@ -216,15 +221,22 @@ def submit(
     client.expire(key, settings.result_expires)
     submitter = _Submitter(job, queue)
     count = 0
-    with app.producer_or_acquire() as producer:
-        for index, raw in enumerate(records):
-            submitter.submit(index, raw, producer)
-            count = index + 1
-            if count % FETCH_CHUNK == 0:
-                client.hset(key, "total", count)
-                if on_submitted:
-                    on_submitted(count)
-    client.hset(key, mapping={"state": "submitted", "total": count})
+    try:
+        with app.producer_or_acquire() as producer:
+            for index, raw in enumerate(records):
+                submitter.submit(index, raw, producer)
+                count = index + 1
+                if count % FETCH_CHUNK == 0:
+                    client.hset(key, "total", count)
+                    if on_submitted:
+                        on_submitted(count)
+        client.hset(key, mapping={"state": "submitted", "total": count})
+    except (redis.RedisError, OperationalError) as exc:
+        raise RedisUnavailable(
+            f"Redis became unreachable after {count} prompts of job {job.id} were queued "
+            f"({exc}); the job stays 'submitting': see it with `gemini-tasks status {job.id}`, "
+            f"remove it with `gemini-tasks forget {job.id}`"
+        ) from None
     if on_submitted:
         on_submitted(count)
     return job
@@ -287,15 +299,10 @@ def _argsrepr(index: int, record: PromptRecord) -> str:
     return f"(prompt #{index}: {record.prompt[:60]!r}{media})"
 
 
-def _state_redis() -> redis.Redis:
-    """The Redis of key state and staged media (`REDIS_URL`)."""
-    return _STATE_REDIS
-
-
 def _media_store() -> MediaStore:
     return open_store(
         settings.media_store,
-        _state_redis(),
+        _STATE_REDIS,
         redis_prefix(settings.key_prefix),
         settings.result_expires,
     )
@@ -303,7 +310,7 @@ def _media_store() -> MediaStore:
 
 def _track_media(job_id: str, sha256: str) -> None:
     prefix = redis_prefix(settings.key_prefix)
-    pipe = _state_redis().pipeline()
+    pipe = _STATE_REDIS.pipeline()
     pipe.sadd(f"{prefix}:job:{job_id}:media", sha256)
     pipe.expire(f"{prefix}:job:{job_id}:media", settings.result_expires)
     pipe.sadd(f"{prefix}:media:{sha256}:jobs", job_id)
@@ -315,7 +322,7 @@ def _forget_media(job_id: str) -> list[tuple[str, str]]:
     """Drop the job's hold on its media; delete what no other job holds. Returns the
     uploaded files (project, name) of the deleted media."""
     prefix = redis_prefix(settings.key_prefix)
-    client = _state_redis()
+    client = _STATE_REDIS
     store = _media_store()
     files: list[tuple[str, str]] = []
     for raw in client.smembers(f"{prefix}:job:{job_id}:media"):

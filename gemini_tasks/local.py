@@ -59,41 +59,49 @@ def stop_process(process: subprocess.Popen, timeout: float = 15.0) -> None:
         process.wait()
 
 
+class RedisServer:
+    """A redis-server process on loopback, in `workdir`; restartable in place."""
+
+    def __init__(self, workdir: Path, port: int | None = None, appendonly: bool = False):
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise GeminiTasksError(INSTALL_HINT)
+        self.workdir, self.port = workdir, port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.args = [
+            binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(workdir),
+            "--save", "", "--appendonly", "yes" if appendonly else "no",
+            "--daemonize", "no", "--loglevel", "warning",
+        ]  # fmt: skip
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with (self.workdir / "redis.log").open("ab") as log:
+            self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port, 10, self.process)
+
+    def stop(self) -> None:
+        """SIGTERM: Redis flushes its append-only file and exits."""
+        if self.process is not None:
+            stop_process(self.process)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
 @contextmanager
 def redis_server(
     workdir: Path | None = None, port: int | None = None, appendonly: bool = False
 ) -> Iterator[str]:
-    """A redis-server on loopback; yields its URL."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise GeminiTasksError(INSTALL_HINT)
+    """A redis-server on loopback, stopped on exit; yields its URL."""
     with ExitStack() as stack:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gemini-redis-")))
-        port = port or free_port()
-        args = [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(workdir),
-            "--save",
-            "",
-            "--appendonly",
-            "yes" if appendonly else "no",
-            "--daemonize",
-            "no",
-            "--loglevel",
-            "warning",
-        ]
-        log = open(workdir / "redis.log", "ab")  # noqa: SIM115 - closed with the stack
-        stack.callback(log.close)
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        stack.callback(stop_process, process)
-        wait_for_port(port, 10, process)
-        yield f"redis://127.0.0.1:{port}/0"
+        server = RedisServer(workdir, port, appendonly)
+        server.start()
+        stack.callback(server.stop)
+        yield server.url
 
 
 def _python_module(*args: str) -> list[str]:

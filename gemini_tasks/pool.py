@@ -19,6 +19,7 @@ from typing import Any
 
 import redis
 
+from gemini_tasks.connections import connect
 from gemini_tasks.errors import GeminiCallError, KeyInvalid, QuotaExceeded
 from gemini_tasks.keys import ApiKey
 from gemini_tasks.limits import LimitTable, daily_resets
@@ -251,8 +252,9 @@ def _summarise(entry: dict[str, Any], now: float, limits: Any) -> dict[str, Any]
 def operator_pool(settings: Settings | None = None) -> KeyPool:
     """A handle without keys, for status and reset from any machine."""
     settings = settings or load()
-    client = redis.Redis.from_url(settings.redis_url)
-    return KeyPool(client, [], PoolConfig.from_settings(settings), settings.key_prefix)
+    return KeyPool(
+        connect(settings.redis_url), [], PoolConfig.from_settings(settings), settings.key_prefix
+    )
 
 
 def get_keys_status_summary(model: str | None = None) -> dict[str, dict[str, Any]]:

@@ -15,13 +15,13 @@ import threading
 import time
 from typing import Any
 
-import redis
 from celery import states
 from celery.signals import worker_init
 from google.genai import errors as genai_errors
 
 from gemini_tasks.celery import app, settings
 from gemini_tasks.clients import client_for
+from gemini_tasks.connections import connect
 from gemini_tasks.errors import (
     GeminiTasksError,
     InvalidPrompt,
@@ -52,7 +52,7 @@ def worker_pool() -> KeyPool:
     with _pool_lock:
         if _pool is None:
             keys = load_keys(settings.api_key_names or None, projects=settings.projects)
-            client = redis.Redis.from_url(settings.redis_url, health_check_interval=10)
+            client = connect(settings.redis_url)
             _pool = KeyPool(client, keys, PoolConfig.from_settings(settings), settings.key_prefix)
             _pool.register()
         return _pool

@@ -63,9 +63,17 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def redis_url(run_dir: Path) -> Iterator[str]:
-    with local.redis_server(run_dir, port=REDIS_PORT, appendonly=True) as url:
-        yield url
+def redis_server(run_dir: Path) -> Iterator[local.RedisServer]:
+    """The session's Redis, with append-only persistence, so a test can restart it."""
+    server = local.RedisServer(run_dir, REDIS_PORT, appendonly=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: local.RedisServer) -> str:
+    return redis_server.url
 
 
 @pytest.fixture(scope="session")

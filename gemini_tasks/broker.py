@@ -1,0 +1,66 @@
+"""Celery's Redis broker transport, with one known kombu failure contained.
+
+When Redis goes away, kombu closes the consumer's channel and tries to put back the
+messages the worker holds. With the connection already torn down that raises
+AttributeError ('NoneType' object has no attribute 'hostname'; celery/kombu#582, #970),
+which Celery treats as unrecoverable: the worker exits. Those messages are still recorded
+as unacknowledged in Redis, and the periodic visibility sweep requeues them, so skipping
+the restore here loses nothing and keeps the worker alive to reconnect.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from kombu.transport import redis as kombu_redis
+
+log = logging.getLogger(__name__)
+
+
+class QoS(kombu_redis.QoS):
+    def restore_unacked(self, client: Any = None) -> None:
+        try:
+            super().restore_unacked(client)
+        except AttributeError:
+            log.warning(
+                "Redis is unreachable: %d unacknowledged message(s) return to the queue "
+                "after the visibility timeout instead",
+                len(self._delivered),
+            )
+            self._delivered.clear()
+
+
+class Channel(kombu_redis.Channel):
+    QoS = QoS
+
+
+class Transport(kombu_redis.Transport):
+    Channel = Channel
+
+
+_CERT_REQS = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
+
+
+def ssl_options(url: str) -> dict[str, Any] | None:
+    """TLS options for a `rediss://` broker URL, from its query string.
+
+    Naming the transport class explicitly means kombu no longer infers TLS from the
+    scheme, so it is passed here; certificates are verified unless the URL says
+    `ssl_cert_reqs=none`.
+    """
+    parsed = urlparse(url)
+    if parsed.scheme != "rediss":
+        return None
+    query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+    options: dict[str, Any] = {
+        "ssl_cert_reqs": _CERT_REQS.get(
+            query.get("ssl_cert_reqs", "required").lower().removeprefix("cert_"), ssl.CERT_REQUIRED
+        )
+    }
+    for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+        if name in query:
+            options[name] = query[name]
+    return options
