@@ -7,6 +7,8 @@ knows the group id can collect the results in input order.
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -25,7 +27,9 @@ from gemini_tasks.media_store import MediaRef, MediaStore, Stager, open_store
 from gemini_tasks.prompt import PromptRecord, parse_record
 from gemini_tasks.result import Result, metadata_of
 from gemini_tasks.settings import redis_prefix
-from gemini_tasks.tasks import delete_files, generate
+from gemini_tasks.tasks import delete_files, generate, job_args_key
+
+log = logging.getLogger(__name__)
 
 FETCH_CHUNK = 500
 _PENDING = (states.PENDING, states.RECEIVED, states.STARTED, states.RETRY)
@@ -46,6 +50,7 @@ class RedisUnavailable(GeminiTasksError):
 # Job records and results live in the result backend; key state and media under REDIS_URL.
 _RESULTS_REDIS = connect(settings.result_backend)
 _STATE_REDIS = connect(settings.redis_url)
+_BROKER_REDIS = connect(settings.broker_url)
 
 
 def _job_key(job_id: str) -> str:
@@ -136,16 +141,19 @@ class Job:
         """Every result in input order, waiting for each as needed."""
         deadline = None if timeout is None else time.monotonic() + timeout
         total = self._wait_for_total(deadline, interval)
+        stall = _Stall()
         for start in range(0, total, FETCH_CHUNK):
             window = list(range(start, min(total, start + FETCH_CHUNK)))
             ready: dict[int, Result] = {}
             while True:
-                ready.update(self._fetch([i for i in window if i not in ready]))
+                found = self._fetch([i for i in window if i not in ready])
+                ready.update(found)
                 # Yield the finished head of the window at once: a caller showing progress moves.
                 while window and window[0] in ready:
                     yield ready.pop(window.pop(0))
                 if not window:
                     break
+                stall.observe(self, bool(found))
                 _sleep_or_timeout(deadline, interval, self._timeout_message(start))
 
     def as_completed(self, timeout: float | None = None, interval: float = 0.2) -> Iterator[Result]:
@@ -153,6 +161,7 @@ class Job:
         deadline = None if timeout is None else time.monotonic() + timeout
         total = self._wait_for_total(deadline, interval)
         pending = list(range(total))
+        stall = _Stall()
         while pending:
             found = 0
             still: list[int] = []
@@ -163,11 +172,56 @@ class Job:
                 yield from done.values()
                 still.extend(i for i in chunk if i not in done)
             pending = still
+            stall.observe(self, bool(found))
             if pending and not found:
                 _sleep_or_timeout(deadline, interval, f"{len(pending)} of {total} not done")
 
     def _timeout_message(self, start: int) -> str:
         return f"job {self.id}: timed out waiting for results from index {start} on"
+
+    def recover_lost(self) -> int:
+        """Re-queue prompts whose task message the broker lost; returns how many.
+
+        Redis has no server-side acknowledgement: a message popped in the instant Redis or
+        a worker dies can vanish before it is recorded as unacknowledged. A prompt is
+        lost when it has no result and its task is neither queued nor held by a worker,
+        in two looks a second apart; it is re-queued from the arguments stored at submit.
+        """
+        total, missing = self.total, []
+        for start in range(0, total, FETCH_CHUNK):
+            chunk = list(range(start, min(total, start + FETCH_CHUNK)))
+            found = self._fetch_any(chunk)
+            missing += [i for i in chunk if i not in found]
+        lost = self._not_in_broker(missing)
+        if not lost:
+            return 0
+        time.sleep(1.0)
+        lost = self._not_in_broker(lost)
+        stored = _redis().hmget(job_args_key(self.id), [str(i) for i in lost])
+        queue = self.info().get("queue", settings.queue)
+        requeued = 0
+        with app.producer_or_acquire() as producer:
+            for index, record in zip(lost, stored, strict=True):
+                if record is not None:
+                    argsrepr = f"(prompt #{index}, recovered)"
+                    _publish(self, index, json.loads(record), producer, queue, argsrepr)
+                    requeued += 1
+        log.warning("job %s: re-queued %d prompt(s) the broker lost", self.id, requeued)
+        return requeued
+
+    def _fetch_any(self, indexes: list[int]) -> set[int]:
+        """Which of `indexes` have any stored state (started, waiting or done)."""
+        keys = [app.backend.get_key_for_task(self.task_id(i)) for i in indexes]
+        return {i for i, v in zip(indexes, _redis().mget(keys), strict=True) if v is not None}
+
+    def _not_in_broker(self, indexes: list[int]) -> list[int]:
+        if not indexes:
+            return []
+        in_broker = _task_ids_in_broker(self.info().get("queue", settings.queue))
+        if in_broker is None:
+            return []
+        started = self._fetch_any(indexes)
+        return [i for i in indexes if i not in started and self.task_id(i) not in in_broker]
 
     def forget(self) -> None:
         """Delete this job's results, its record, and the media no other job uses; workers
@@ -187,6 +241,45 @@ class Job:
                 )
             )
         client.delete(_job_key(self.id))
+
+
+# A queue longer than this is not searched for lost tasks: they are found once it drains.
+RECOVERY_SCAN_LIMIT = 20_000
+# Collectors look for lost tasks after this long without a new result.
+RECOVERY_STALL_SECONDS = 30.0
+
+
+def _task_ids_in_broker(queue: str) -> set[str] | None:
+    """Ids of the tasks queued on `queue` or held, unacknowledged, by a worker.
+
+    Reads kombu's Redis layout: the queue is a list of JSON messages, and messages a
+    worker holds are in the `unacked` hash as [message, exchange, routing key].
+    """
+    length = _BROKER_REDIS.llen(queue)
+    if length > RECOVERY_SCAN_LIMIT:
+        return None
+    ids: set[str] = set()
+    for start in range(0, length, 1000):
+        for raw in _BROKER_REDIS.lrange(queue, start, start + 999):
+            ids.add(json.loads(raw)["headers"]["id"])
+    for raw in _BROKER_REDIS.hvals("unacked"):
+        ids.add(json.loads(raw)[0]["headers"]["id"])
+    return ids
+
+
+class _Stall:
+    """Looks for lost tasks when a collector has waited long without a new result."""
+
+    def __init__(self) -> None:
+        self.since = time.monotonic()
+
+    def observe(self, job: Job, progressed: bool) -> None:
+        now = time.monotonic()
+        if progressed:
+            self.since = now
+        elif now - self.since > RECOVERY_STALL_SECONDS:
+            job.recover_lost()
+            self.since = time.monotonic()
 
 
 def _sleep_or_timeout(deadline: float | None, interval: float, what: str) -> None:
@@ -224,12 +317,14 @@ def submit(
     try:
         with app.producer_or_acquire() as producer:
             for index, raw in enumerate(records):
-                submitter.submit(index, raw, producer)
+                submitter.add(index, raw)
                 count = index + 1
                 if count % FETCH_CHUNK == 0:
+                    submitter.flush(producer)
                     client.hset(key, "total", count)
                     if on_submitted:
                         on_submitted(count)
+            submitter.flush(producer)
         client.hset(key, mapping={"state": "submitted", "total": count})
     except (redis.RedisError, OperationalError) as exc:
         raise RedisUnavailable(
@@ -249,8 +344,24 @@ class _Submitter:
         self.job, self.queue = job, queue
         self.stager = Stager(_media_store())
         self.media_seen: set[str] = set()
+        self.ready: list[tuple[int, PromptRecord]] = []
 
-    def submit(self, index: int, raw: Any, producer: Any) -> None:
+    def flush(self, producer: Any) -> None:
+        """Store the ready tasks' arguments (for recovery), then publish them."""
+        if not self.ready:
+            return
+        key = job_args_key(self.job.id)
+        pipe = _redis().pipeline(transaction=False)
+        pipe.hset(key, mapping={str(i): json.dumps(r.to_json()) for i, r in self.ready})
+        pipe.expire(key, settings.result_expires)
+        pipe.execute()
+        for index, record in self.ready:
+            _publish(
+                self.job, index, record.to_json(), producer, self.queue, _argsrepr(index, record)
+            )
+        self.ready.clear()
+
+    def add(self, index: int, raw: Any) -> None:
         task_id = self.job.task_id(index)
         try:
             if isinstance(raw, InvalidPrompt):
@@ -267,15 +378,7 @@ class _Submitter:
             )
             app.backend.store_result(task_id, result.to_json(), states.SUCCESS)
             return
-        generate.apply_async(
-            args=(record.to_json(), index),
-            task_id=task_id,
-            group_id=self.job.id,
-            group_index=index,
-            producer=producer,
-            queue=self.queue,
-            argsrepr=_argsrepr(index, record),
-        )
+        self.ready.append((index, record))
 
     def _staged(self, record: PromptRecord) -> PromptRecord:
         if record.staged:
@@ -288,6 +391,18 @@ class _Submitter:
                 self.media_seen.add(ref.sha256)
                 _track_media(self.job.id, ref.sha256)
         return replace(record, media=tuple(refs))
+
+
+def _publish(job: Job, index: int, record: dict, producer: Any, queue: str, argsrepr: str) -> None:
+    generate.apply_async(
+        args=(record, index),
+        task_id=job.task_id(index),
+        group_id=job.id,
+        group_index=index,
+        producer=producer,
+        queue=queue,
+        argsrepr=argsrepr,
+    )
 
 
 def _argsrepr(index: int, record: PromptRecord) -> str:

@@ -77,6 +77,11 @@ def _register_keys_at_start(**_: Any) -> None:
     log.info("worker has %d API key(s): %s", len(pool.keys), ", ".join(map(str, pool.key_list)))
 
 
+def job_args_key(job_id: str) -> str:
+    """Where a job's task arguments wait, until each task ends, in case the broker loses one."""
+    return f"{redis_prefix(settings.key_prefix)}:job:{job_id}:args"
+
+
 def backoff_delay(attempt: int, base: float, cap: float) -> float:
     """Exponential backoff with full jitter for the given 1-based attempt."""
     return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
@@ -293,6 +298,9 @@ def generate(self: Any, record: Any, index: int = 0, carry: dict | None = None) 
     if stored.get("status") == states.SUCCESS:
         log.info("task %s already has a result; not calling Gemini again", self.request.id)
         return stored["result"]
+    if self.request.group:
+        # The message is still unacknowledged, so the broker keeps it until this ends.
+        self.backend.client.hdel(job_args_key(self.request.group), index)
     try:
         result = PromptRun(record, index, self.request.id, carry).run()
     except RequeueForKey as wait:

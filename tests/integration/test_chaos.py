@@ -4,6 +4,7 @@ The chaos workers use a short visibility timeout (6 s, above their 5 s task limi
 broker redelivers a killed worker's unacknowledged tasks within the test's time.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -103,24 +104,12 @@ def test_workers_killed_mid_batch_lose_nothing(chaos_workers, emulator):
 def test_redis_restarted_mid_batch_loses_nothing(chaos_workers, emulator, redis_server):
     emulator.configure(faults={"latency": 0.2})
     job = submit(records(200, "restart"), queue=QUEUE)
-    time.sleep(float(os.environ.get("CHAOS_RESTART_AT", "1.5")))
+    time.sleep(1.5)
     redis_server.restart()  # append-only: queued tasks and stored results survive
 
-    try:
-        results = list(job.results(timeout=40))
-    except Exception:
-        import redis as _r
+    # A message popped in the instant Redis went down is recovered by the collector.
+    results = list(job.results(timeout=120))
 
-        c = _r.Redis.from_url(redis_server.url)
-        pending = [i for i in range(200) if not c.exists(f"celery-task-meta-{job.id}-{i}")]
-        print("PENDING", pending[:20], len(pending))
-        for i in pending[:3]:
-            print("META", c.get(f"celery-task-meta-{job.id}-{i}"))
-        print("QUEUE LEN", c.llen("chaos"), "UNACKED", c.hlen("unacked"), c.zcard("unacked_index"))
-        for k, v in list(c.hgetall("unacked").items())[:3]:
-            print("UNACKED ENTRY", k, v[:300])
-        print("KEYS", [k for k in c.keys("*") if b"meta" not in k][:40])
-        raise
     assert_every_prompt_answered_once(results, 200, "restart")
     assert all(process.poll() is None for process in chaos_workers.processes[-2:])
 
@@ -167,3 +156,21 @@ def test_redis_unreachable_at_submit_is_a_clear_error(tmp_path):
     assert done.returncode == 1
     assert f"cannot reach Redis at {closed}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_task_message_the_broker_lost_is_requeued(redis_url):
+    import redis
+
+    from gemini_tasks.jobs import Job
+
+    broker = redis.Redis.from_url(redis_url)
+    queue = "nobody-consumes-this"
+    job = submit(records(5, "lost"), queue=queue)
+    assert Job.restore(job.id).recover_lost() == 0  # all five are queued: none is lost
+    broker.delete(queue)  # the broker loses every message
+
+    assert job.recover_lost() == 5
+    requeued = [json.loads(m)["headers"]["id"] for m in broker.lrange(queue, 0, -1)]
+    assert sorted(requeued) == sorted(job.task_id(i) for i in range(5))
+    assert job.recover_lost() == 0
+    broker.delete(queue)
