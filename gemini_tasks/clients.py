@@ -18,16 +18,17 @@ _clients: dict[str, genai.Client] = {}
 _lock = threading.Lock()
 
 
-def client_for(key: ApiKey, base_url: str | None) -> genai.Client:
-    """The shared Client for `key`, pointed at `base_url` (the real API when None)."""
-    cache_key = f"{key.id}@{base_url or ''}"
+def client_for(key: ApiKey, base_url: str | None, timeout_seconds: float) -> genai.Client:
+    """The shared Client for `key`, pointed at `base_url` (the real API when None), whose
+    calls time out after `timeout_seconds`."""
+    cache_key = f"{key.id}@{base_url or ''}@{timeout_seconds}"
     client = _clients.get(cache_key)
     if client is not None:
         return client
     with _lock:
         client = _clients.get(cache_key)
         if client is None:
-            options = types.HttpOptions(base_url=base_url) if base_url else None
+            options = types.HttpOptions(base_url=base_url, timeout=int(timeout_seconds * 1000))
             client = genai.Client(api_key=key.secret, http_options=options)
             _clients[cache_key] = client
         return client

@@ -138,10 +138,11 @@ def start_worker(
     concurrency: int,
     log_path: Path | None = None,
     cwd: Path | None = None,
+    celery_args: Sequence[str] = (),
 ) -> subprocess.Popen:
     """One worker process (`gemini-tasks worker`) with `env` added to this environment.
 
-    `cwd` decides which `.env` file the worker reads, if any.
+    `cwd` decides which `.env` file the worker reads, if any; `celery_args` go to Celery.
     """
     command = _python_module(
         "worker",
@@ -151,6 +152,7 @@ def start_worker(
         f"{name}@%h",
         "--loglevel",
         "INFO",
+        *celery_args,
     )
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     try:

@@ -15,29 +15,32 @@ from gemini_tasks.prompt import PromptRecord
 class GeminiRequest:
     model: str
     contents: list[types.Content]
-    config: types.GenerateContentConfig
+    config: types.GenerateContentConfig | None
 
 
 def build_request(
     record: PromptRecord,
     default_model: str,
-    timeout_seconds: float,
+    timeout_seconds: float | None = None,
     media_parts: Sequence[types.Part] = (),
     label: str = "",
 ) -> GeminiRequest:
-    """The request for one attempt; `timeout_seconds` bounds that attempt's HTTP call.
+    """The request for one attempt.
 
-    `media_parts[i]` is the part for `record.media[i]`; the prompt's `<audio>` and
+    `timeout_seconds`, when given, bounds this attempt's HTTP call below the client's own
+    timeout. `media_parts[i]` is the part for `record.media[i]`; the prompt's `<audio>` and
     `<video>` tokens place them among the text.
     """
     config = dict(record.generation_config)
     if record.system_instruction:
         config["system_instruction"] = record.system_instruction
-    config["http_options"] = types.HttpOptions(timeout=max(1, int(timeout_seconds * 1000)))
+    if timeout_seconds is not None:
+        config["http_options"] = types.HttpOptions(timeout=max(1, int(timeout_seconds * 1000)))
     return GeminiRequest(
         model=record.model or default_model,
         contents=[types.Content(role="user", parts=_parts(record, media_parts, label))],
-        config=types.GenerateContentConfig(**config),
+        # The SDK converts every field of a config on every call: send none when none is set.
+        config=types.GenerateContentConfig(**config) if config else None,
     )
 
 

@@ -180,7 +180,7 @@ class PromptRun:
             call_started = time.monotonic()
             parts: list = []
             try:
-                client = client_for(lease.key, settings.gemini_base_url)
+                client = client_for(lease.key, settings.gemini_base_url, settings.request_timeout)
                 parts = [
                     uploads.part(ref, inline.get(i), client, lease.key.project)
                     for i, ref in enumerate(refs)
@@ -188,7 +188,8 @@ class PromptRun:
                 request = build_request(
                     record,
                     settings.model,
-                    min(settings.request_timeout, remaining),
+                    # The client's own timeout applies unless less time than that is left.
+                    remaining if remaining < settings.request_timeout else None,
                     parts,
                     label=str(self.result.task_id or self.result.index),
                 )
@@ -293,14 +294,18 @@ def _fill_from_response(result: Result, response: Any) -> None:
 @app.task(bind=True, name="gemini_tasks.generate")
 def generate(self: Any, record: Any, index: int = 0, carry: dict | None = None) -> dict[str, Any]:
     """Celery entry point: one prompt record in, one `Result` (as JSON) out."""
-    # A redelivered message whose first run already finished must not call Gemini again.
-    stored = self.backend.get_task_meta(self.request.id)
+    # One round trip: this task's stored state, and its arguments' recovery copy dropped
+    # (the message is unacknowledged now, so the broker keeps it until this run ends).
+    pipe = self.backend.client.pipeline(transaction=False)
+    pipe.get(self.backend.get_key_for_task(self.request.id))
+    if self.request.group:
+        pipe.hdel(job_args_key(self.request.group), index)
+    raw = pipe.execute()[0]
+    stored = self.backend.decode_result(raw) if raw else {}
     if stored.get("status") == states.SUCCESS:
+        # A redelivered message whose first run already finished must not call Gemini again.
         log.info("task %s already has a result; not calling Gemini again", self.request.id)
         return stored["result"]
-    if self.request.group:
-        # The message is still unacknowledged, so the broker keeps it until this ends.
-        self.backend.client.hdel(job_args_key(self.request.group), index)
     try:
         result = PromptRun(record, index, self.request.id, carry).run()
     except RequeueForKey as wait:
@@ -334,7 +339,9 @@ def delete_files(files: list[list[str]]) -> int:
             log.info("no key of project %s here to delete %s; it will expire", project, name)
             continue
         try:
-            client_for(key, settings.gemini_base_url).files.delete(name=name)
+            client_for(key, settings.gemini_base_url, settings.request_timeout).files.delete(
+                name=name
+            )
             deleted += 1
         except genai_errors.APIError as exc:
             log.info("could not delete %s: %s", name, classify(exc))

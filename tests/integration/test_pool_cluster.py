@@ -52,7 +52,8 @@ def _hammer(redis_url: str, base_url: str, prefix: str, seconds: float, threads:
                 time.sleep(min(got.seconds, left))
                 continue
             try:
-                client_for(got.key, base_url).models.generate_content(model=MODEL, contents="hi")
+                client = client_for(got.key, base_url, 30)
+                client.models.generate_content(model=MODEL, contents="hi")
             except Exception as exc:
                 pool.release(got, classify(exc))
             else:

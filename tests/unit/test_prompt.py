@@ -56,3 +56,7 @@ def test_request_uses_record_overrides_and_attempt_timeout():
 
 def test_request_falls_back_to_default_model():
     assert build_request(PromptRecord(prompt="hi"), "gemini-default", 10).model == "gemini-default"
+
+
+def test_a_plain_prompt_sends_no_config():
+    assert build_request(PromptRecord(prompt="hi"), "gemini-default").config is None

@@ -1,0 +1,19 @@
+"""The baseline of bench/overhead.py: a bare Celery task on the project's own app and workers,
+making the same single Gemini call with one key, without the key pool, staging or retries."""
+
+from functools import cache
+
+from gemini_tasks.celery import app, settings
+from gemini_tasks.clients import client_for
+from gemini_tasks.keys import load_keys
+
+
+@cache
+def _key():
+    return load_keys()[0]
+
+
+@app.task(name="bench.bare_generate")
+def bare_generate(prompt: str) -> str:
+    client = client_for(_key(), settings.gemini_base_url, settings.request_timeout)
+    return client.models.generate_content(model=settings.model, contents=prompt).text

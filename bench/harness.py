@@ -1,0 +1,117 @@
+"""What every benchmark needs: a Redis, the emulator and workers, started and stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from gemini_tasks import local
+
+BENCH_DIR = Path(__file__).resolve().parent
+
+
+@dataclass
+class Cluster:
+    run_dir: Path
+    redis_url: str
+    emulator_url: str
+    env: dict[str, str]
+    workers: list = field(default_factory=list)
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis_url)
+
+    def emulator_stats(self, calls: bool = False) -> dict:
+        url = f"{self.emulator_url}/_emulator/stats?calls={int(calls)}"
+        with urllib.request.urlopen(url, timeout=60) as response:
+            return json.load(response)
+
+    def start_workers(
+        self, count: int, concurrency: int, extra_env: dict | None = None, include: str = ""
+    ) -> None:
+        """Start workers; `include` names a module of bench/ with more tasks to register."""
+        for _ in range(count):
+            name = f"bench{len(self.workers)}"
+            self.workers.append(local.start_worker(
+                {**self.env, **(extra_env or {})}, name, concurrency,
+                self.run_dir / f"{name}.log", cwd=self.run_dir,
+                celery_args=["--include", include] if include else (),
+            ))  # fmt: skip
+
+    def stop_workers(self) -> None:
+        for process in self.workers:
+            local.stop_process(process, timeout=30)
+        self.workers.clear()
+
+
+@contextmanager
+def cluster(
+    keys: int = 1, emulator_args: Sequence[str] = (), env: dict | None = None
+) -> Iterator[Cluster]:
+    """Redis and the emulator with `keys` fake keys; this process's REDIS_URL points there.
+
+    Import `gemini_tasks.jobs` (which binds the Celery app) only inside.
+    """
+    secrets = {f"bench-fake-key-{i}": f"bench-project-{i}" for i in range(keys)}
+    with ExitStack() as stack:
+        run_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gemini-bench-")))
+        redis_url = stack.enter_context(local.redis_server(run_dir))
+        emulator_url = stack.enter_context(
+            local.emulator(secrets, emulator_args, log_path=run_dir / "emulator.log")
+        )
+        cluster_env = {
+            "REDIS_URL": redis_url,
+            "GOOGLE_GEMINI_BASE_URL": emulator_url,
+            "GEMINI_TASKS_LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(BENCH_DIR),
+            **{f"GEMINI_API_KEY_{i + 1}": s for i, s in enumerate(secrets)},
+            # Only the fake keys above, whatever else this environment holds.
+            "GEMINI_TASKS_API_KEY_NAMES": ",".join(f"GEMINI_API_KEY_{i + 1}" for i in range(keys)),
+            **(env or {}),
+        }
+        os.environ.update(cluster_env)
+        running = Cluster(run_dir, redis_url, emulator_url, cluster_env)
+        stack.callback(running.stop_workers)
+        yield running
+
+
+def wait_for_results(
+    client: redis.Redis, task_ids: list[str], poll: float = 0.05, timeout: float = 600
+) -> float:
+    """Seconds until every task has a SUCCESS result, read the way `gemini_tasks.jobs` does."""
+    start = time.perf_counter()
+    pending = [f"celery-task-meta-{t}".encode() for t in task_ids]
+    while pending:
+        still = []
+        for i in range(0, len(pending), 1000):
+            chunk = pending[i : i + 1000]
+            for key, value in zip(chunk, client.mget(chunk), strict=True):
+                if value is None or b'"SUCCESS"' not in value:
+                    still.append(key)
+        pending = still
+        if pending:
+            if time.perf_counter() - start > timeout:
+                raise TimeoutError(f"{len(pending)} tasks without a result after {timeout:g}s")
+            time.sleep(poll)
+    return time.perf_counter() - start
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def python() -> str:
+    return sys.executable
