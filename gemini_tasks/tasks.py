@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 _pool: KeyPool | None = None
 _uploads: Uploads | None = None
 _pool_lock = threading.Lock()
+# Threads of this worker process (from --concurrency or -c): the calls one key may carry.
+_threads = settings.concurrency
 
 
 def worker_pool() -> KeyPool:
@@ -71,7 +73,9 @@ def worker_uploads() -> Uploads:
 
 
 @worker_init.connect
-def _register_keys_at_start(**_: Any) -> None:
+def _register_keys_at_start(sender: Any = None, **_: Any) -> None:
+    global _threads
+    _threads = getattr(sender, "concurrency", None) or settings.concurrency
     # A worker without keys would fail every task it takes: refuse to start instead.
     pool = worker_pool()
     log.info("worker has %d API key(s): %s", len(pool.keys), ", ".join(map(str, pool.key_list)))
@@ -180,7 +184,12 @@ class PromptRun:
             call_started = time.monotonic()
             parts: list = []
             try:
-                client = client_for(lease.key, settings.gemini_base_url, settings.request_timeout)
+                client = client_for(
+                    lease.key,
+                    settings.gemini_base_url,
+                    settings.request_timeout,
+                    _threads,
+                )
                 parts = [
                     uploads.part(ref, inline.get(i), client, lease.key.project)
                     for i, ref in enumerate(refs)
