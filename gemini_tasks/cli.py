@@ -174,6 +174,15 @@ def emulator(
     serve(config, host, port)
 
 
+OUTPUT_OPTION = click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write one JSON result per line, in input order. [default: print a table]",
+)
+TIMEOUT_OPTION = click.option(
+    "--timeout", type=float, default=None, help="Give up after this many seconds."
+)
 QUEUE_OPTION = click.option(
     "--queue", default=None, help="Send to the workers of this queue. [default: GEMINI_TASKS_QUEUE]"
 )
@@ -248,13 +257,8 @@ def _print_table(results: list[Any]) -> None:
 
 @main.command()
 @click.argument("job_id")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write one JSON result per line, in input order. [default: print a table]",
-)
-@click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
+@OUTPUT_OPTION
+@TIMEOUT_OPTION
 @click.option("--as-completed", is_flag=True, help="Write results as they finish, not in order.")
 def collect(job_id: str, output: Path | None, timeout: float | None, as_completed: bool) -> None:
     """Wait for a job's results and write them in input order.
@@ -288,13 +292,8 @@ def _cluster_for_run(workers: int, concurrency: int | None) -> Iterator[None]:
 
 @main.command()
 @click.argument("prompts", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write one JSON result per line, in input order. [default: print a table]",
-)
-@click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
+@OUTPUT_OPTION
+@TIMEOUT_OPTION
 @click.option(
     "--workers",
     type=click.IntRange(min=1),

@@ -30,6 +30,18 @@ class NoApiKeys(GeminiTasksError):
     """No Gemini API key is configured for this worker."""
 
 
+class JobNotFound(GeminiTasksError):
+    """No job with this id exists (never submitted, or its results expired)."""
+
+
+class JobTimeout(GeminiTasksError):
+    """Collecting a job took longer than the caller allowed."""
+
+
+class RedisUnavailable(GeminiTasksError):
+    """Redis (broker or result backend) cannot be reached."""
+
+
 class GeminiCallError(GeminiTasksError):
     """A call to Gemini failed; subclasses say whether and how to try again."""
 

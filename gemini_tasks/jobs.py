@@ -22,7 +22,7 @@ from kombu.utils.url import maybe_sanitize_url
 
 from gemini_tasks.celery import app, settings
 from gemini_tasks.connections import connect
-from gemini_tasks.errors import GeminiTasksError, InvalidPrompt
+from gemini_tasks.errors import InvalidPrompt, JobNotFound, JobTimeout, RedisUnavailable
 from gemini_tasks.media_store import MediaRef, MediaStore, Stager, open_store
 from gemini_tasks.prompt import PromptRecord, parse_record
 from gemini_tasks.result import Result, metadata_of
@@ -35,18 +35,6 @@ FETCH_CHUNK = 500
 _PENDING = (states.PENDING, states.RECEIVED, states.STARTED, states.RETRY)
 
 
-class JobNotFound(GeminiTasksError):
-    """No job with this id exists (never submitted, or its results expired)."""
-
-
-class JobTimeout(GeminiTasksError):
-    """Collecting a job took longer than the caller allowed."""
-
-
-class RedisUnavailable(GeminiTasksError):
-    """Redis (broker or result backend) cannot be reached."""
-
-
 # Job records and results live in the result backend; key state and media under REDIS_URL.
 _RESULTS_REDIS = connect(settings.result_backend)
 _STATE_REDIS = connect(settings.redis_url)
@@ -55,10 +43,6 @@ _BROKER_REDIS = connect(settings.broker_url)
 
 def _job_key(job_id: str) -> str:
     return f"{redis_prefix(settings.key_prefix)}:job:{job_id}"
-
-
-def _redis() -> redis.Redis:
-    return _RESULTS_REDIS
 
 
 def _check_redis() -> None:
@@ -83,7 +67,7 @@ class Job:
     def restore(cls, job_id: str) -> Job:
         """The job with this id, from any process; raises `JobNotFound` if there is none."""
         _check_redis()
-        if not _redis().exists(_job_key(job_id)):
+        if not _RESULTS_REDIS.exists(_job_key(job_id)):
             raise JobNotFound(f"no job with id {job_id!r} (never submitted, or expired)")
         return cls(job_id)
 
@@ -91,7 +75,7 @@ class Job:
         return f"{self.id}-{index}"
 
     def info(self) -> dict[str, str]:
-        raw = _redis().hgetall(_job_key(self.id))
+        raw = _RESULTS_REDIS.hgetall(_job_key(self.id))
         return {k.decode(): v.decode() for k, v in raw.items()}
 
     @property
@@ -111,7 +95,7 @@ class Job:
     def _fetch(self, indexes: list[int]) -> dict[int, Result]:
         """The finished results among `indexes`."""
         backend = app.backend
-        raw = _redis().mget([backend.get_key_for_task(self.task_id(i)) for i in indexes])
+        raw = _RESULTS_REDIS.mget([backend.get_key_for_task(self.task_id(i)) for i in indexes])
         done: dict[int, Result] = {}
         for index, value in zip(indexes, raw, strict=True):
             if value is None:
@@ -197,7 +181,7 @@ class Job:
             return 0
         time.sleep(1.0)
         lost = self._not_in_broker(lost)
-        stored = _redis().hmget(job_args_key(self.id), [str(i) for i in lost])
+        stored = _RESULTS_REDIS.hmget(job_args_key(self.id), [str(i) for i in lost])
         queue = self.info().get("queue", settings.queue)
         requeued = 0
         with app.producer_or_acquire() as producer:
@@ -212,7 +196,7 @@ class Job:
     def _fetch_any(self, indexes: list[int]) -> set[int]:
         """Which of `indexes` have any stored state (started, waiting or done)."""
         keys = [app.backend.get_key_for_task(self.task_id(i)) for i in indexes]
-        return {i for i, v in zip(indexes, _redis().mget(keys), strict=True) if v is not None}
+        return {i for i, v in zip(indexes, _RESULTS_REDIS.mget(keys), strict=True) if v is not None}
 
     def _not_in_broker(self, indexes: list[int]) -> list[int]:
         if not indexes:
@@ -232,7 +216,7 @@ class Job:
             # The job's own workers hold keys of the projects its files were uploaded in.
             delete_files.apply_async(args=([list(f) for f in files],), queue=queue)
         total = int(self.info().get("total", 0))
-        client = _redis()
+        client = _RESULTS_REDIS
         for start in range(0, total, FETCH_CHUNK):
             client.delete(
                 *(
@@ -306,7 +290,7 @@ def submit(
     _check_redis()
     job = Job(uuid.uuid4().hex)
     key = _job_key(job.id)
-    client = _redis()
+    client = _RESULTS_REDIS
     queue = queue or settings.queue
     client.hset(
         key, mapping={"state": "submitting", "total": 0, "created_at": time.time(), "queue": queue}
@@ -351,7 +335,7 @@ class _Submitter:
         if not self.ready:
             return
         key = job_args_key(self.job.id)
-        pipe = _redis().pipeline(transaction=False)
+        pipe = _RESULTS_REDIS.pipeline(transaction=False)
         pipe.hset(key, mapping={str(i): json.dumps(r.to_json()) for i, r in self.ready})
         pipe.expire(key, settings.result_expires)
         pipe.execute()

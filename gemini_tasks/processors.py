@@ -105,8 +105,8 @@ def _record(prompt_data: dict[str, Any], model_name: str) -> dict[str, Any]:
     return {"model": model_name, **prompt_data} if isinstance(prompt_data, dict) else prompt_data
 
 
-class GeminiParallelProcessor:
-    """The seed's batch processor: `process_prompts` returns one tuple per prompt, in order.
+class _Processor:
+    """The seed processors' arguments.
 
     `max_workers` is the local workers' concurrency in local mode. `api_call_interval` is
     accepted for compatibility and not used: the key pool paces calls by each project's
@@ -125,6 +125,10 @@ class GeminiParallelProcessor:
         self.api_call_interval = api_call_interval
         self.max_workers = max_workers
 
+
+class GeminiParallelProcessor(_Processor):
+    """The seed's batch processor: `process_prompts` returns one tuple per prompt, in order."""
+
     def process_prompts(self, prompts_data: Iterable[dict[str, Any]]) -> list[Outcome]:
         _ensure_cluster(self.key_manager, self.max_workers)
         from gemini_tasks.jobs import submit
@@ -133,21 +137,10 @@ class GeminiParallelProcessor:
         return [result.as_tuple() for result in job.results()]
 
 
-class GeminiStreamingProcessor:
+class GeminiStreamingProcessor(_Processor):
     """The seed's streaming processor: `start()`, `process_single(...)` per prompt, `stop()`."""
 
-    def __init__(
-        self,
-        key_manager: AdvancedApiKeyManager,
-        model_name: str,
-        api_call_interval: float = 0.5,
-        max_workers: int = 4,
-    ):
-        self.key_manager = key_manager
-        self.model_name = key_manager.model_name = model_name
-        self.api_call_interval = api_call_interval
-        self.max_workers = max_workers
-        self.running = False
+    running = False
 
     def start(self) -> None:
         _ensure_cluster(self.key_manager, self.max_workers)

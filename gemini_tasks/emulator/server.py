@@ -135,6 +135,15 @@ class _Rejected(Exception):
         self.status, self.body, self.outcome, self.key = status, body, outcome, key
 
 
+@web.middleware
+async def _answer_rejections(request: web.Request, handler: Any) -> web.StreamResponse:
+    """A request the emulator refuses gets Gemini's error body and status."""
+    try:
+        return await handler(request)
+    except _Rejected as rejected:
+        return web.json_response(rejected.body, status=rejected.status)
+
+
 class Emulator:
     """The emulator's state and request handlers; `app()` builds the aiohttp application."""
 
@@ -146,7 +155,7 @@ class Emulator:
         self.files = FileStore(config.file_ttl_seconds, config.video_processing_seconds)
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=2 * 1024**3 + 1024)
+        app = web.Application(client_max_size=2 * 1024**3 + 1024, middlewares=[_answer_rejections])
         app.router.add_post("/{version}/models/{target}", self.handle_model_call)
         app.router.add_get("/{version}/models/{model}", self.handle_get_model)
         app.router.add_post("/upload/{version}/files", self.handle_upload)
@@ -173,10 +182,7 @@ class Emulator:
 
     async def handle_get_model(self, request: web.Request) -> web.Response:
         version, model = request.match_info["version"], request.match_info["model"]
-        try:
-            self._authenticate(request)
-        except _Rejected as rejected:
-            return web.json_response(rejected.body, status=rejected.status)
+        self._authenticate(request)
         if version not in API_VERSIONS or not model.startswith("gemini-"):
             return web.json_response(payloads.model_not_found(model, version, "get"), status=404)
         return web.json_response(
@@ -311,10 +317,7 @@ class Emulator:
         )
 
     async def _start_upload(self, request: web.Request) -> web.Response:
-        try:
-            _, project = self._authenticate(request)
-        except _Rejected as rejected:
-            return web.json_response(rejected.body, status=rejected.status)
+        _, project = self._authenticate(request)
         if request.headers.get("X-Goog-Upload-Command") != "start":
             body = payloads.invalid_argument("Expected X-Goog-Upload-Command: start.")
             return web.json_response(body, status=400)
@@ -333,10 +336,7 @@ class Emulator:
 
     async def handle_get_file(self, request: web.Request) -> web.Response:
         file_id = request.match_info["file_id"]
-        try:
-            _, project = self._authenticate(request)
-        except _Rejected as rejected:
-            return web.json_response(rejected.body, status=rejected.status)
+        _, project = self._authenticate(request)
         stored = self.files.get(file_id, project)
         if stored is None:
             return web.json_response(payloads.file_not_found(file_id), status=403)
@@ -345,10 +345,7 @@ class Emulator:
 
     async def handle_delete_file(self, request: web.Request) -> web.Response:
         file_id = request.match_info["file_id"]
-        try:
-            _, project = self._authenticate(request)
-        except _Rejected as rejected:
-            return web.json_response(rejected.body, status=rejected.status)
+        _, project = self._authenticate(request)
         if not self.files.delete(file_id, project):
             return web.json_response(payloads.file_not_found(file_id), status=403)
         return web.json_response({})
