@@ -378,15 +378,16 @@ class _Submitter:
 
 
 def _publish(job: Job, index: int, record: dict, producer: Any, queue: str, argsrepr: str) -> None:
-    generate.apply_async(
-        args=(record, index),
-        task_id=job.task_id(index),
-        group_id=job.id,
-        group_index=index,
-        producer=producer,
-        queue=queue,
+    """Send the task message `generate.apply_async` would send, without what comes with it:
+    Celery's Redis result backend subscribes to a channel per task sent (and keeps an
+    AsyncResult), which for 100,000 prompts nobody reads."""
+    args = (record, index)
+    options = app.amqp.router.route({"queue": queue}, generate.name, args, {})
+    message = app.amqp.create_task_message(
+        job.task_id(index), generate.name, args, {}, group_id=job.id, group_index=index,
         argsrepr=argsrepr,
-    )
+    )  # fmt: skip
+    app.amqp.send_task_message(producer, generate.name, message, **options)
 
 
 def _argsrepr(index: int, record: PromptRecord) -> str:

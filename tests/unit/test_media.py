@@ -167,3 +167,17 @@ def test_a_path_is_read_once_per_submit_and_content_is_deduplicated(tmp_path: Pa
     [same_bytes] = parse_record({"prompt": "p", "video_bytes": b"video-bytes"}).media
     assert stager.stage(same_bytes, "video_bytes[0]").sha256 == first.sha256
     assert len(store.data) == store.puts == 1
+
+
+def test_a_shared_directory_store_round_trips_by_hash(tmp_path: Path):
+    from gemini_tasks.media_store import DirectoryMediaStore, open_store
+
+    store = open_store(f"file://{tmp_path}/media", client=None, prefix="{p}", ttl=60)
+    assert isinstance(store, DirectoryMediaStore)
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(b"shared video " * 1000)
+    ref = Stager(store).stage(parse_record({"prompt": "p", "video_path": str(path)}).media[0], "")
+    assert store.has(ref.sha256) and store.get(ref.sha256) == path.read_bytes()
+    assert not list((tmp_path / "media").rglob("*.partial"))
+    store.delete(ref.sha256)
+    assert not store.has(ref.sha256)
