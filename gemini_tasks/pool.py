@@ -29,8 +29,10 @@ from gemini_tasks.settings import Settings, load, redis_prefix
 WINDOW = 61.0
 # How soon to ask again while the only usable keys are unproven ones with a call in flight.
 PROBE_WAIT = 0.2
+_LUA = Path(__file__).parent / "lua"
+_PRELUDE = (_LUA / "prelude.lua").read_text()
 _SCRIPTS = {
-    name: (Path(__file__).parent / "lua" / f"{name}.lua").read_text()
+    name: _PRELUDE + (_LUA / f"{name}.lua").read_text()
     for name in ("acquire", "release", "reset", "status")
 }
 

@@ -7,15 +7,9 @@ local prefix, model, lease_id = ARGV[1], ARGV[2], ARGV[3]
 local lease_ttl, cooldown = tonumber(ARGV[4]), tonumber(ARGV[5])
 local tokens, window = tonumber(ARGV[6]), tonumber(ARGV[7])
 local probe_wait = tonumber(ARGV[9])
-local time = redis.call('TIME')
-local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
-
+local now = redis_now()
 -- The next daily reset (midnight in America/Los_Angeles) among those the caller computed.
-local reset = nil
-for boundary in string.gmatch(ARGV[8], '[^,]+') do
-  local value = tonumber(boundary)
-  if value > now then reset = value; break end
-end
+local reset = next_reset(ARGV[8], now)
 
 -- Leases of workers that died mid-call: give their in-flight slots back.
 local leases = KEYS[1]

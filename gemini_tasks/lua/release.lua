@@ -10,8 +10,7 @@ local acquired_at, outcome = tonumber(ARGV[6]), ARGV[7]
 local tokens_used, retry_delay, scope = tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10]
 local exhausted_wait, fully_wait = tonumber(ARGV[11]), tonumber(ARGV[12])
 local max_exhausted = tonumber(ARGV[13])
-local time = redis.call('TIME')
-local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+local now = redis_now()
 
 local key_state = prefix .. ':key:' .. key_id .. ':' .. model
 local project_state = prefix .. ':project:' .. project .. ':' .. model
@@ -53,11 +52,7 @@ elseif outcome == 'quota' then
   else
     count = redis.call('HINCRBY', project_state, 'exhausted_count', 1)
   end
-  local reset = nil
-  for boundary in string.gmatch(ARGV[14], '[^,]+') do
-    local value = tonumber(boundary)
-    if value > now then reset = value; break end
-  end
+  local reset = next_reset(ARGV[14], now)
   local kind, until_
   if scope == 'day' and reset then
     kind, until_ = 'daily', reset

@@ -4,13 +4,8 @@
 -- Returns  a JSON object: now, and per registered key its registry entry, failure,
 --          per-model state and counters, and its project's state and window counts.
 local prefix, model, window = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local time = redis.call('TIME')
-local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
-local reset = nil
-for boundary in string.gmatch(ARGV[4], '[^,]+') do
-  local value = tonumber(boundary)
-  if value > now then reset = value; break end
-end
+local now = redis_now()
+local reset = next_reset(ARGV[4], now)
 
 local function hash(name)
   local flat, out = redis.call('HGETALL', name), {}
