@@ -48,6 +48,13 @@ class Cluster:
                 celery_args=["--include", include] if include else (),
             ))  # fmt: skip
 
+    def kill_workers(self) -> None:
+        """SIGKILL: for runs whose backlog would keep a warm shutdown waiting."""
+        for process in self.workers:
+            process.kill()
+            process.wait()
+        self.workers.clear()
+
     def stop_workers(self) -> None:
         for process in self.workers:
             local.stop_process(process, timeout=30)

@@ -14,12 +14,8 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
-import redis
-
-from gemini_tasks import local
+from harness import cluster
 
 
 def main() -> None:
@@ -28,42 +24,30 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=4)
     parser.add_argument("--file-mib", type=float, default=2.0)
     args = parser.parse_args()
-    secret = "bench-fake-key-media"
-    with tempfile.TemporaryDirectory(prefix="gemini-bench-") as tmp:
-        run_dir = Path(tmp)
+    with cluster() as running:
         files = []
         for i in range(args.files):
-            path = run_dir / f"clip{i}.mp4"
+            path = running.run_dir / f"clip{i}.mp4"
             path.write_bytes(os.urandom(int(args.file_mib * 1024 * 1024)))
             files.append(path)
         media = sum(p.stat().st_size for p in files)
-        prompts = run_dir / "prompts.jsonl"
+        prompts = running.run_dir / "prompts.jsonl"
         prompts.write_text("".join(
             json.dumps({"prompt": f"Describe clip {i}: <video>",
                         "video_path": str(files[i % len(files)])}) + "\n"
             for i in range(args.prompts)
         ))  # fmt: skip
-        with (
-            local.redis_server(run_dir) as redis_url,
-            local.emulator({secret: "bench"}, log_path=run_dir / "emulator.log") as url,
-        ):
-            env = {
-                "REDIS_URL": redis_url,
-                "GOOGLE_GEMINI_BASE_URL": url,
-                "GEMINI_API_KEY_1": secret,
-                "GEMINI_TASKS_API_KEY_NAMES": "GEMINI_API_KEY_1",
-                "GEMINI_TASKS_LOG_LEVEL": "WARNING",
-            }
-            client = redis.Redis.from_url(redis_url)
-            before = client.info("memory")["used_memory"]
-            with local.workers(2, env, concurrency=50, log_dir=run_dir, cwd=run_dir):
-                done = subprocess.run(
-                    [sys.executable, "-m", "gemini_tasks", "run", str(prompts),
-                     "-o", str(run_dir / "out.jsonl")],
-                    env={**os.environ, **env, "COLUMNS": "200"},
-                    capture_output=True, text=True, cwd=run_dir,
-                )  # fmt: skip
-            after = client.info("memory")["used_memory"]
+        client = running.redis()
+        before = client.info("memory")["used_memory"]
+        running.start_workers(2, 50)
+        done = subprocess.run(
+            [sys.executable, "-m", "gemini_tasks", "run", str(prompts),
+             "-o", str(running.run_dir / "out.jsonl")],
+            env={**os.environ, "COLUMNS": "200"},
+            capture_output=True, text=True, cwd=running.run_dir,
+        )  # fmt: skip
+        running.stop_workers()
+        after = client.info("memory")["used_memory"]
     naive = args.prompts * args.file_mib * 2**20
     print(next(line for line in done.stderr.splitlines() if "prompts succeeded" in line))
     print(f"{args.prompts} prompts sharing {args.files} files of {args.file_mib:g} MiB")

@@ -13,81 +13,40 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
-from pathlib import Path
 
-from gemini_tasks import local
+from harness import cluster
 
 MODEL = "gemini-2.5-flash"
 
 
-def _stats(url: str) -> dict:
-    with urllib.request.urlopen(f"{url}/_emulator/stats?calls=1", timeout=30) as response:
-        return json.load(response)
-
-
 def run(mode: str, keys: int, rpm: int, seconds: float, workers: int, concurrency: int) -> dict:
-    secrets = {f"bench-fake-key-{i}": f"bench-project-{i}" for i in range(keys)}
-    with tempfile.TemporaryDirectory(prefix="gemini-bench-") as tmp:
-        run_dir = Path(tmp)
-        with (
-            local.redis_server(run_dir) as redis_url,
-            local.emulator(secrets, ["--rpm", str(rpm)], log_path=run_dir / "emulator.log") as url,
-        ):
-            env = {
-                "REDIS_URL": redis_url,
-                "GOOGLE_GEMINI_BASE_URL": url,
-                "GEMINI_TASKS_MODEL": MODEL,
-                "GEMINI_TASKS_RPM": str(rpm),
-                "GEMINI_TASKS_MAX_KEY_WAIT": str(10 * seconds),
-                "GEMINI_TASKS_LOG_LEVEL": "WARNING",
-                **{f"GEMINI_API_KEY_{i + 1}": s for i, s in enumerate(secrets)},
-                # Only the fake keys above, whatever else this environment holds.
-                "GEMINI_TASKS_API_KEY_NAMES": ",".join(
-                    f"GEMINI_API_KEY_{i + 1}" for i in range(keys)
-                ),
-            }
-            processes = []
-            for i in range(workers):
-                prefix = "bench_shared" if mode == "shared" else f"bench_private_{i}"
-                processes.append(
-                    local.start_worker(
-                        {**env, "GEMINI_TASKS_KEY_PREFIX": prefix},
-                        f"bench{i}",
-                        concurrency,
-                        run_dir / f"worker-{i}.log",
-                        cwd=run_dir,
-                    )
-                )
-            try:
-                backlog = keys * rpm * (math.ceil(seconds / 60) + 1)
-                prompts = run_dir / "prompts.jsonl"
-                prompts.write_text(
-                    "".join(
-                        json.dumps({"prompt": f"bench prompt {i}"}) + "\n" for i in range(backlog)
-                    )
-                )
-                subprocess.run(
-                    [sys.executable, "-m", "gemini_tasks", "submit", str(prompts)],
-                    env={**os.environ, **env},
-                    check=True,
-                    capture_output=True,
-                    cwd=run_dir,
-                )
-                start = time.monotonic()
-                while not _stats(url)["total"] and time.monotonic() - start < 60:
-                    time.sleep(0.2)
-                time.sleep(seconds + 2)
-                calls = _stats(url)["calls"]
-            finally:
-                for process in processes:
-                    process.kill()
-                    process.wait()
+    env = {
+        "GEMINI_TASKS_MODEL": MODEL,
+        "GEMINI_TASKS_RPM": str(rpm),
+        "GEMINI_TASKS_MAX_KEY_WAIT": str(10 * seconds),
+    }
+    with cluster(keys, ["--rpm", str(rpm)], env) as running:
+        for i in range(workers):
+            prefix = "bench_shared" if mode == "shared" else f"bench_private_{i}"
+            running.start_workers(1, concurrency, {"GEMINI_TASKS_KEY_PREFIX": prefix})
+        backlog = keys * rpm * (math.ceil(seconds / 60) + 1)
+        prompts = running.run_dir / "prompts.jsonl"
+        prompts.write_text(
+            "".join(json.dumps({"prompt": f"bench prompt {i}"}) + "\n" for i in range(backlog))
+        )
+        subprocess.run(
+            [sys.executable, "-m", "gemini_tasks", "submit", str(prompts)],
+            check=True, capture_output=True, cwd=running.run_dir,
+        )  # fmt: skip
+        start = time.monotonic()
+        while not running.emulator_stats()["total"] and time.monotonic() - start < 60:
+            time.sleep(0.2)
+        time.sleep(seconds + 2)
+        calls = running.emulator_stats(calls=True)["calls"]
+        running.kill_workers()
     first = min(c["t"] for c in calls)
     window = [c for c in calls if c["t"] < first + seconds]
     ok = sum(c["outcome"] == "ok" for c in window)
