@@ -3,9 +3,10 @@ making the same single Gemini call with one key, without the key pool, staging o
 
 from functools import cache
 
-from gemini_tasks.celery import app, settings
-from gemini_tasks.clients import client_for
+from gemini_tasks import runtime
+from gemini_tasks.celery import app
 from gemini_tasks.keys import load_keys
+from gemini_tasks.worker.clients import client_for
 
 
 @cache
@@ -15,5 +16,6 @@ def _key():
 
 @app.task(name="bench.bare_generate")
 def bare_generate(prompt: str) -> str:
+    settings = runtime.current().settings
     client = client_for(_key(), settings.gemini_base_url, settings.request_timeout)
     return client.models.generate_content(model=settings.model, contents=prompt).text

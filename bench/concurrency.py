@@ -26,7 +26,7 @@ def main() -> None:
     workers = 2
     with cluster(emulator_args=["--latency", str(args.latency)]) as running:
         running.start_workers(workers, args.threads)
-        from gemini_tasks.jobs import submit
+        from gemini_tasks.producer import submit
 
         list(submit([{"prompt": "warm up"}] * 20).results(timeout=120))
         pids = [p.pid for p in running.workers]

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import redis
 
-from gemini_tasks import local
+from gemini_tasks import runtime
+from gemini_tasks.ops import local
 
 BENCH_DIR = Path(__file__).resolve().parent
 
@@ -67,7 +68,7 @@ def cluster(
 ) -> Iterator[Cluster]:
     """Redis and the emulator with `keys` fake keys; this process's REDIS_URL points there.
 
-    Import `gemini_tasks.jobs` (which binds the Celery app) only inside.
+    The process's runtime is rebuilt on entry, so gemini_tasks talks to this cluster.
     """
     secrets = {f"bench-fake-key-{i}": f"bench-project-{i}" for i in range(keys)}
     with ExitStack() as stack:
@@ -87,6 +88,7 @@ def cluster(
             **(env or {}),
         }
         os.environ.update(cluster_env)
+        runtime.reset()
         running = Cluster(run_dir, redis_url, emulator_url, cluster_env)
         stack.callback(running.stop_workers)
         yield running
@@ -95,7 +97,7 @@ def cluster(
 def wait_for_results(
     client: redis.Redis, task_ids: list[str], poll: float = 0.05, timeout: float = 600
 ) -> float:
-    """Seconds until every task has a SUCCESS result, read the way `gemini_tasks.jobs` does."""
+    """Seconds until every task has a SUCCESS result, read the way the producer does."""
     start = time.perf_counter()
     pending = [f"celery-task-meta-{t}".encode() for t in task_ids]
     while pending:

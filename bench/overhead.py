@@ -26,8 +26,10 @@ def main() -> None:
         running.start_workers(2, args.concurrency, include="bare_task")
         from bare_task import bare_generate
 
-        from gemini_tasks.celery import app
-        from gemini_tasks.jobs import submit
+        from gemini_tasks import runtime
+        from gemini_tasks.producer import submit
+
+        app = runtime.current().app
 
         client = running.redis()
 

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import redis
 
-from gemini_tasks import local
 from gemini_tasks.keys import ApiKey
+from gemini_tasks.keyspace import Keyspace
 from gemini_tasks.limits import LimitTable
+from gemini_tasks.ops import local
 from gemini_tasks.pool import KeyPool, Lease, PoolConfig
 
 PROCESSES = 4
@@ -27,7 +28,7 @@ def _caller_process(url: str, mode: str, threads: int, seconds: float, keys: int
     client = redis.Redis.from_url(url, max_connections=threads + 4)
     config = PoolConfig(0, 60, 43200, 3, LimitTable("bench-model"), 30)
     api_keys = [ApiKey(f"GEMINI_API_KEY_{i}", f"bench-fake-pool-key-{i}") for i in range(keys)]
-    pool = KeyPool(client, api_keys, config, "bench_pool")
+    pool = KeyPool(client, api_keys, config, Keyspace("bench_pool"))
     pool.register()
     latencies: list[float] = []
     lock = threading.Lock()

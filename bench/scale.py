@@ -26,16 +26,22 @@ def child(kind: str, path: Path, limit: int) -> None:
 
     from celery import group
 
-    from gemini_tasks.jobs import submit
-    from gemini_tasks.jsonl import read_records
-    from gemini_tasks.tasks import generate
+    from gemini_tasks import runtime
+    from gemini_tasks.app import GENERATE
+    from gemini_tasks.ops.jsonl import read_records
+    from gemini_tasks.producer import submit
 
     start = time.perf_counter()
     records = islice(read_records(path), limit)
     if kind == "ours":
         job_id = submit(records, queue="scale").id
     else:
-        signatures = [generate.s(r.to_json(), i) for i, r in enumerate(records)]
+        app = runtime.current().app
+        # Records without media: the task argument is the record's fields as given.
+        signatures = [
+            app.signature(GENERATE, args=({"prompt": r.prompt, "metadata": r.metadata}, i))
+            for i, r in enumerate(records)
+        ]
         job_id = group(signatures).apply_async(queue="plain").id
     elapsed = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -73,7 +79,7 @@ def main() -> None:
         client.delete("plain")
         ours = run_child("ours", path, n)
         running.start_workers(2, 100)
-        from gemini_tasks.jobs import Job
+        from gemini_tasks.producer import Job
 
         start = time.perf_counter()
         for job_id in (small["job_id"], ours["job_id"]):

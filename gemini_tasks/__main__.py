@@ -1,5 +1,5 @@
 """`python -m gemini_tasks` is the `gemini-tasks` command."""
 
-from gemini_tasks.cli import main
+from gemini_tasks.ops.cli import main
 
 main()

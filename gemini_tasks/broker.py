@@ -1,5 +1,8 @@
 """Celery's Redis broker transport, with one known kombu failure contained.
 
+`install()` makes it the transport of `redis://` and `rediss://` URLs, so broker URLs keep
+their usual scheme (Flower, for one, recognises a broker by its URL's scheme).
+
 When Redis goes away, kombu closes the consumer's channel and tries to put back the
 messages the worker holds. With the connection already torn down that raises
 AttributeError ('NoneType' object has no attribute 'hostname'; celery/kombu#582, #970),
@@ -15,6 +18,7 @@ import ssl
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from kombu import transport as kombu_transport
 from kombu.transport import redis as kombu_redis
 
 log = logging.getLogger(__name__)
@@ -25,12 +29,13 @@ class QoS(kombu_redis.QoS):
         try:
             super().restore_unacked(client)
         except AttributeError:
+            delivered: dict[str, Any] = self._delivered or {}
             log.warning(
                 "Redis is unreachable: %d unacknowledged message(s) return to the queue "
                 "after the visibility timeout instead",
-                len(self._delivered),
+                len(delivered),
             )
-            self._delivered.clear()
+            delivered.clear()
 
 
 class Channel(kombu_redis.Channel):
@@ -41,15 +46,20 @@ class Transport(kombu_redis.Transport):
     Channel = Channel
 
 
+def install() -> None:
+    """Serve `redis://` and `rediss://` URLs in this process with this transport."""
+    for scheme in ("redis", "rediss"):
+        kombu_transport.TRANSPORT_ALIASES[scheme] = f"{__name__}:Transport"
+
+
 _CERT_REQS = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
 
 
 def ssl_options(url: str) -> dict[str, Any] | None:
     """TLS options for a `rediss://` broker URL, from its query string.
 
-    Naming the transport class explicitly means kombu no longer infers TLS from the
-    scheme, so it is passed here; certificates are verified unless the URL says
-    `ssl_cert_reqs=none`.
+    Left to itself, kombu connects to a `rediss://` broker without verifying its
+    certificate; with these options it verifies unless the URL says `ssl_cert_reqs=none`.
     """
     parsed = urlparse(url)
     if parsed.scheme != "rediss":

@@ -12,6 +12,11 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 
+def text(value: bytes | str) -> str:
+    """A value read from Redis as text (clients here do not decode responses)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def connect(url: str) -> redis.Redis:
     return redis.Redis.from_url(
         url,

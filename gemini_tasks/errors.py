@@ -1,17 +1,29 @@
-"""The few named errors of gemini_tasks, and how a Gemini API failure maps onto them.
+"""The few named errors of gemini_tasks, and the kinds a prompt's failure is sorted into.
 
-`classify` turns whatever the google-genai SDK or the network raised into one of
-`QuotaExceeded`, `KeyInvalid`, `InvalidRequest` or `TransientError`, which decide
-whether a task rotates keys, gives up at once, or backs off and tries again.
+`ErrorKind` is the one vocabulary for failures: results carry it, the key pool's Lua
+scripts receive it, metrics count by it. `GeminiCallError` and its subclasses describe a
+failed call to Gemini (the worker's `classify` builds them from what the SDK raised).
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from typing import Any
+from enum import Enum
 
-from google.genai import errors as genai_errors
+
+class ErrorKind(str, Enum):
+    """Why a prompt has no answer. The value is what results and Redis hold."""
+
+    INVALID_PROMPT = "invalid_prompt"  # the record itself is malformed: refused before any call
+    INVALID_REQUEST = "invalid_request"  # Gemini refused the request (4xx): resending cannot help
+    KEY_INVALID = "key_invalid"  # Gemini refused the key: the key's fault, not the prompt's
+    QUOTA = "quota"  # no key had quota left within the time the prompt may wait
+    SERVER = "server"  # 5xx, overloads, timeouts, network failures, past every retry
+    NO_CONTENT = "no_content"  # Gemini answered without text
+    TIME_LIMIT = "time_limit"  # the task's own deadline passed
+    LOST = "lost"  # the task ended without storing a result (a broker or worker failure)
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class GeminiTasksError(Exception):
@@ -45,7 +57,7 @@ class RedisUnavailable(GeminiTasksError):
 class GeminiCallError(GeminiTasksError):
     """A call to Gemini failed; subclasses say whether and how to try again."""
 
-    kind = "api"
+    kind = ErrorKind.SERVER
 
     def __init__(self, message: str, *, code: int | None = None, status: str | None = None):
         super().__init__(message)
@@ -56,7 +68,7 @@ class GeminiCallError(GeminiTasksError):
 class QuotaExceeded(GeminiCallError):
     """429 RESOURCE_EXHAUSTED: this key's project is over one of its quotas."""
 
-    kind = "quota"
+    kind = ErrorKind.QUOTA
 
     def __init__(
         self,
@@ -73,102 +85,22 @@ class QuotaExceeded(GeminiCallError):
 
     @property
     def is_daily(self) -> bool:
-        return bool(self.quota_id) and "PerDay" in self.quota_id
+        return bool(self.quota_id) and "PerDay" in (self.quota_id or "")
 
 
 class KeyInvalid(GeminiCallError):
     """The API key itself was refused (invalid, expired or revoked)."""
 
-    kind = "key_invalid"
+    kind = ErrorKind.KEY_INVALID
 
 
 class InvalidRequest(GeminiCallError):
     """Gemini refused the request itself (4xx); sending it again cannot help."""
 
-    kind = "invalid_request"
+    kind = ErrorKind.INVALID_REQUEST
 
 
 class TransientError(GeminiCallError):
     """A server error (5xx), overload, timeout or network failure: worth retrying."""
 
-    kind = "server"
-
-
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    classes: list[type[BaseException]] = [ConnectionError, TimeoutError]
-    for module_name in ("httpx", "httpx2"):
-        try:
-            module = __import__(module_name)
-        except ImportError:
-            continue
-        classes.append(module.TransportError)
-    return tuple(classes)
-
-
-_TRANSPORT_ERRORS = _transport_errors()
-_KEY_REASONS = {"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED", "SERVICE_DISABLED"}
-
-
-@dataclass(frozen=True)
-class _ErrorBody:
-    message: str
-    reasons: frozenset[str]
-    retry_delay: float | None
-    quota_id: str | None
-
-
-def _duration_seconds(value: Any) -> float | None:
-    """Parse a google.protobuf.Duration in its JSON form, such as "36s" or "0.5s"."""
-    if not isinstance(value, str):
-        return None
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)s", value.strip())
-    return float(match.group(1)) if match else None
-
-
-def _parse_body(details: Any) -> _ErrorBody:
-    error = details.get("error", details) if isinstance(details, dict) else {}
-    if not isinstance(error, dict):
-        error = {}
-    message = str(error.get("message") or "").strip()
-    reasons: set[str] = set()
-    retry_delay = None
-    quota_id = None
-    for detail in error.get("details") or []:
-        if not isinstance(detail, dict):
-            continue
-        kind = str(detail.get("@type", ""))
-        if kind.endswith("google.rpc.ErrorInfo") and detail.get("reason"):
-            reasons.add(str(detail["reason"]))
-        elif kind.endswith("google.rpc.RetryInfo"):
-            retry_delay = _duration_seconds(detail.get("retryDelay"))
-        elif kind.endswith("google.rpc.QuotaFailure"):
-            ids = [v.get("quotaId") for v in detail.get("violations") or [] if isinstance(v, dict)]
-            # A per-day violation outranks a per-minute one: it decides how long to wait.
-            ids = sorted((i for i in ids if i), key=lambda i: "PerDay" not in i)
-            quota_id = ids[0] if ids else None
-    return _ErrorBody(message, frozenset(reasons), retry_delay, quota_id)
-
-
-def classify(exc: BaseException) -> GeminiCallError:
-    """Map an exception raised while calling Gemini onto a `GeminiCallError`."""
-    if isinstance(exc, GeminiCallError):
-        return exc
-    if isinstance(exc, genai_errors.APIError):
-        body = _parse_body(exc.details)
-        code = int(exc.code or 0)
-        status = exc.status or ""
-        text = f"{code} {status}: {body.message or 'no message'}".strip()
-        if code == 429:
-            return QuotaExceeded(
-                text, retry_delay=body.retry_delay, quota_id=body.quota_id, status=status
-            )
-        if body.reasons & _KEY_REASONS or code == 401:
-            return KeyInvalid(text, code=code, status=status)
-        if code >= 500 or code in (408, 409):
-            return TransientError(text, code=code, status=status)
-        return InvalidRequest(text, code=code, status=status)
-    if isinstance(exc, _TRANSPORT_ERRORS):
-        name = type(exc).__name__
-        detail = str(exc) or "no detail"
-        return TransientError(f"network error ({name}): {detail}")
-    return TransientError(f"unexpected error ({type(exc).__name__}): {exc}")
+    kind = ErrorKind.SERVER

@@ -26,20 +26,26 @@ class Limits:
 
 @dataclass(frozen=True)
 class LimitTable:
-    """The limits of each (project, model): a project's own entry, else the model's, else
-    `default` for the default model, else none."""
+    """The limits of each (project, model), most specific first: the project's own entry
+    for the model, the project's entry for every model, the model's entry, then `default`
+    (for `default_model` only, or for every model when `default_model` is None)."""
 
-    default_model: str
+    default_model: str | None
     default: Limits = Limits()
     per_model: dict[str, Limits] = field(default_factory=dict)
+    per_project: dict[str, Limits] = field(default_factory=dict)
     per_project_model: dict[tuple[str, str], Limits] = field(default_factory=dict)
 
     def for_(self, project: str, model: str) -> Limits:
         if (project, model) in self.per_project_model:
             return self.per_project_model[(project, model)]
+        if project in self.per_project:
+            return self.per_project[project]
         if model in self.per_model:
             return self.per_model[model]
-        return self.default if model == self.default_model else Limits()
+        if self.default_model is None or model == self.default_model:
+            return self.default
+        return Limits()
 
 
 def parse_limits(text: str) -> tuple[dict[str, Limits], dict[tuple[str, str], Limits]]:

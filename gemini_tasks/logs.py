@@ -22,9 +22,12 @@ class TaskContext(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         request = getattr(current_task, "request", None) if current_task else None
-        record.task_id = getattr(request, "id", None)
-        record.job_id = getattr(request, "group", None)
-        record.task_ids = f" [task {record.task_id} job {record.job_id}]" if record.task_id else ""
+        task_id, job_id = getattr(request, "id", None), getattr(request, "group", None)
+        record.__dict__.update(
+            task_id=task_id,
+            job_id=job_id,
+            task_ids=f" [task {task_id} job {job_id}]" if task_id else "",
+        )
         return True
 
 

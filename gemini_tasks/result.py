@@ -2,36 +2,34 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from gemini_tasks.errors import ErrorKind, InvalidPrompt
+from gemini_tasks.jsonvalue import clean
+
 
 def metadata_of(raw_record: Any) -> dict[str, Any]:
-    """The record's metadata if it can be stored as JSON, else an empty dict."""
+    """The record's metadata if it is plain JSON data, else an empty dict."""
     metadata = raw_record.get("metadata") if isinstance(raw_record, dict) else None
     if not isinstance(metadata, dict):
         return {}
     try:
-        json.dumps(metadata)
-    except (TypeError, ValueError):
+        cleaned: dict[str, Any] = clean(metadata, "metadata")
+    except InvalidPrompt:
         return {}
-    return metadata
+    return cleaned
 
 
 @dataclass
 class Result:
-    """What became of one prompt; `error` is None exactly when the prompt succeeded.
-
-    `error_kind` sorts failures: "invalid_prompt", "invalid_request", "key_invalid",
-    "quota", "server", "no_content", "time_limit" or "lost".
-    """
+    """What became of one prompt; `error` is None exactly when the prompt succeeded."""
 
     index: int
     metadata: dict[str, Any] = field(default_factory=dict)
     response: str | None = None
     error: str | None = None
-    error_kind: str | None = None
+    error_kind: ErrorKind | None = None
     model: str | None = None
     model_version: str | None = None
     finish_reason: str | None = None
@@ -46,14 +44,21 @@ class Result:
     def ok(self) -> bool:
         return self.error is None
 
+    def fail(self, kind: ErrorKind, message: str) -> None:
+        self.error, self.error_kind = message, kind
+
     def as_tuple(self) -> tuple[dict[str, Any], str | None, str | None]:
         """The seed library's `(metadata, response, error)` form."""
         return self.metadata, self.response, self.error
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["error_kind"] = self.error_kind.value if self.error_kind else None
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Result:
         known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+        if known.get("error_kind") is not None:
+            known["error_kind"] = ErrorKind(known["error_kind"])
         return cls(**known)

@@ -1,7 +1,9 @@
 """Every setting of gemini_tasks, read once from the environment and `.env`.
 
-Each setting is documented in the README's configuration table; a bad value stops the
-process at start with a `ConfigError` that names the variable.
+Each setting is documented in the README's configuration table; a bad value raises a
+`ConfigError` that names the variable (and never repeats a password it held). Nothing is
+read at import: `load()` builds a `Settings` when asked, and `gemini_tasks.runtime` keeps
+the process's current one.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from dotenv import find_dotenv, load_dotenv
 
@@ -17,6 +19,7 @@ from gemini_tasks.errors import ConfigError
 from gemini_tasks.limits import Limits, LimitTable, parse_limits
 
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_MODEL = "gemini-2.5-flash"
@@ -56,28 +59,36 @@ class Settings:
     redis_url_configured: bool
 
 
-def redis_prefix(key_prefix: str) -> str:
-    """The prefix of every gemini_tasks Redis key: one hash tag, so Lua scripts that touch
-    several keys also run on Redis Cluster."""
-    return "{" + key_prefix + "}"
+def mask_url(url: str) -> str:
+    """`url` with the credentials before its host masked, however malformed it is."""
+    scheme, sep, rest = url.partition("//")
+    if not sep:
+        scheme, rest = "", url
+    userinfo, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    user, colon, _ = userinfo.partition(":")
+    masked = f"{user}:**" if colon else "**"
+    return f"{scheme}{sep}{masked}@{host}"
 
 
-def _positive(kind: Callable[[str], T]) -> Callable[[str], T]:
-    def parse(raw: str) -> T:
+def _number(kind: Callable[[str], N], *, positive: bool) -> Callable[[str], N]:
+    """A parser of `kind` values greater than 0 (`positive`), or of 0 or more."""
+
+    def parse(raw: str) -> N:
         value = kind(raw)
-        if value <= 0:  # type: ignore[operator]
-            raise ValueError("must be greater than 0")
+        if value < 0 or (positive and value == 0):
+            raise ValueError("must be greater than 0" if positive else "must be 0 or more")
         return value
 
-    parse.__name__ = f"positive {kind.__name__}"
+    parse.__name__ = f"{'positive' if positive else 'non-negative'} {kind.__name__}"
     return parse
 
 
-def _non_negative_int(raw: str) -> int:
-    value = int(raw)
-    if value < 0:
-        raise ValueError("must be 0 or more")
-    return value
+_POSITIVE_INT = _number(int, positive=True)
+_POSITIVE_FLOAT = _number(float, positive=True)
+_COUNT = _number(int, positive=False)
+_SECONDS = _number(float, positive=False)
 
 
 def _log_level(raw: str) -> str:
@@ -91,13 +102,6 @@ def _redis_url(raw: str) -> str:
     if not raw.startswith(("redis://", "rediss://", "unix://")):
         raise ValueError("must start with redis://, rediss:// or unix://")
     return raw
-
-
-def _non_negative_float(raw: str) -> float:
-    value = float(raw)
-    if value < 0:
-        raise ValueError("must be 0 or more")
-    return value
 
 
 def _names(raw: str) -> tuple[str, ...]:
@@ -130,7 +134,7 @@ def _media_store(raw: str) -> str:
     return raw
 
 
-def _read(env: Mapping[str, str], name: str, default: Any, parse: Callable[[str], T]) -> T:
+def _read(env: Mapping[str, str], name: str, default: T, parse: Callable[[str], T]) -> T:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -138,7 +142,9 @@ def _read(env: Mapping[str, str], name: str, default: Any, parse: Callable[[str]
         return parse(raw.strip())
     except ValueError as exc:
         reason = str(exc) if "must" in str(exc) else f"expected a {parse.__name__} value"
-        raise ConfigError(f"{name}={raw!r} is not valid: {reason}") from None
+        # A Redis URL may carry a password: the message shows it masked.
+        shown = mask_url(raw) if parse is _redis_url else raw
+        raise ConfigError(f"{name}={shown!r} is not valid: {reason}") from None
 
 
 def load_env_file() -> None:
@@ -153,23 +159,24 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ
     redis_url = _read(env, "REDIS_URL", DEFAULT_REDIS_URL, _redis_url)
     prefix = "GEMINI_TASKS_"
-    task_time_limit = _read(env, prefix + "TASK_TIME_LIMIT", 600.0, _positive(float))
-    visibility_timeout = _read(env, prefix + "VISIBILITY_TIMEOUT", 3600, _positive(int))
+    task_time_limit = _read(env, prefix + "TASK_TIME_LIMIT", 600.0, _POSITIVE_FLOAT)
+    visibility_timeout = _read(env, prefix + "VISIBILITY_TIMEOUT", 3600, _POSITIVE_INT)
     if visibility_timeout <= task_time_limit:
         # The broker would hand a still-running task to a second worker.
         raise ConfigError(
             f"GEMINI_TASKS_VISIBILITY_TIMEOUT={visibility_timeout} must be greater than "
             f"GEMINI_TASKS_TASK_TIME_LIMIT={task_time_limit:g}"
         )
-    request_timeout = _read(env, prefix + "REQUEST_TIMEOUT", 120.0, _positive(float))
+    request_timeout = _read(env, prefix + "REQUEST_TIMEOUT", 120.0, _POSITIVE_FLOAT)
     model = _read(env, prefix + "MODEL", DEFAULT_MODEL, str)
-    per_model, per_project = _read(env, prefix + "LIMITS", ({}, {}), parse_limits)
+    no_limits: tuple[dict[str, Limits], dict[tuple[str, str], Limits]] = ({}, {})
+    per_model, per_project = _read(env, prefix + "LIMITS", no_limits, parse_limits)
     limits = LimitTable(
         default_model=model,
         default=Limits(
-            rpm=_read(env, prefix + "RPM", 0, _non_negative_int),
-            tpm=_read(env, prefix + "TPM", 0, _non_negative_int),
-            rpd=_read(env, prefix + "RPD", 0, _non_negative_int),
+            rpm=_read(env, prefix + "RPM", 0, _COUNT),
+            tpm=_read(env, prefix + "TPM", 0, _COUNT),
+            rpd=_read(env, prefix + "RPD", 0, _COUNT),
         ),
         per_model=per_model,
         per_project_model=per_project,
@@ -181,12 +188,12 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         model=model,
         task_time_limit=task_time_limit,
         visibility_timeout=visibility_timeout,
-        result_expires=_read(env, prefix + "RESULT_EXPIRES", 7 * 24 * 3600, _positive(int)),
-        max_retries=_read(env, prefix + "MAX_RETRIES", 5, _non_negative_int),
+        result_expires=_read(env, prefix + "RESULT_EXPIRES", 7 * 24 * 3600, _POSITIVE_INT),
+        max_retries=_read(env, prefix + "MAX_RETRIES", 5, _COUNT),
         request_timeout=min(request_timeout, task_time_limit),
-        retry_backoff=_read(env, prefix + "RETRY_BACKOFF", 1.0, _positive(float)),
-        retry_backoff_max=_read(env, prefix + "RETRY_BACKOFF_MAX", 60.0, _positive(float)),
-        concurrency=_read(env, prefix + "CONCURRENCY", 100, _positive(int)),
+        retry_backoff=_read(env, prefix + "RETRY_BACKOFF", 1.0, _POSITIVE_FLOAT),
+        retry_backoff_max=_read(env, prefix + "RETRY_BACKOFF_MAX", 60.0, _POSITIVE_FLOAT),
+        concurrency=_read(env, prefix + "CONCURRENCY", 100, _POSITIVE_INT),
         queue=_read(env, prefix + "QUEUE", "gemini_tasks", str),
         key_prefix=_read(env, prefix + "KEY_PREFIX", "gemini_tasks", str),
         log_level=_read(env, prefix + "LOG_LEVEL", "INFO", _log_level),
@@ -194,20 +201,18 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         redis_url_configured=bool(env.get("REDIS_URL")),
         api_key_names=_read(env, prefix + "API_KEY_NAMES", (), _names),
         projects=_read(env, prefix + "PROJECTS", {}, _projects),
-        key_cooldown_seconds=_read(env, prefix + "KEY_COOLDOWN_SECONDS", 0.0, _non_negative_float),
-        exhausted_wait_seconds=_read(
-            env, prefix + "EXHAUSTED_WAIT_SECONDS", 60.0, _non_negative_float
-        ),
+        key_cooldown_seconds=_read(env, prefix + "KEY_COOLDOWN_SECONDS", 0.0, _SECONDS),
+        exhausted_wait_seconds=_read(env, prefix + "EXHAUSTED_WAIT_SECONDS", 60.0, _SECONDS),
         fully_exhausted_wait_seconds=_read(
-            env, prefix + "FULLY_EXHAUSTED_WAIT_SECONDS", 43200.0, _non_negative_float
+            env, prefix + "FULLY_EXHAUSTED_WAIT_SECONDS", 43200.0, _SECONDS
         ),
-        max_exhausted_retries=_read(env, prefix + "MAX_EXHAUSTED_RETRIES", 3, _positive(int)),
+        max_exhausted_retries=_read(env, prefix + "MAX_EXHAUSTED_RETRIES", 3, _POSITIVE_INT),
         limits=limits,
-        max_key_wait=_read(env, prefix + "MAX_KEY_WAIT", 90000.0, _non_negative_float),
-        short_key_wait=_read(env, prefix + "SHORT_KEY_WAIT", 30.0, _non_negative_float),
+        max_key_wait=_read(env, prefix + "MAX_KEY_WAIT", 90000.0, _SECONDS),
+        short_key_wait=_read(env, prefix + "SHORT_KEY_WAIT", 30.0, _SECONDS),
         media_store=_read(env, prefix + "MEDIA_STORE", "redis", _media_store),
         log_format=_read(env, prefix + "LOG_FORMAT", "text", _log_format),
         inline_limit_bytes=_read(
-            env, prefix + "INLINE_LIMIT_BYTES", 20 * 1024 * 1024, _positive(int)
+            env, prefix + "INLINE_LIMIT_BYTES", 20 * 1024 * 1024, _POSITIVE_INT
         ),
     )

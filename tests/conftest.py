@@ -1,13 +1,12 @@
-"""Test-wide environment, fixed before anything imports the Celery app.
+"""Test-wide environment, set before any test asks gemini_tasks for its settings.
 
-The settings are read once, when `gemini_tasks.celery` is first imported, so the Redis
-URL, emulator URL and fake keys of the integration tests are chosen here, up front. Unit
-tests never connect to them.
+The Redis URL, emulator URL and fake keys of the integration tests are chosen here, up
+front, and every worker the tests start inherits them. Unit tests never connect to them.
 """
 
 import os
 
-from gemini_tasks.local import free_port
+from gemini_tasks.ops.local import free_port
 
 REDIS_PORT = free_port()
 EMULATOR_PORT = free_port()
@@ -23,7 +22,8 @@ TEST_ENV = {
     "GEMINI_TASKS_MAX_RETRIES": "4",
     "GEMINI_TASKS_RETRY_BACKOFF": "0.05",
     "GEMINI_TASKS_RETRY_BACKOFF_MAX": "0.5",
-    "GEMINI_TASKS_REQUEST_TIMEOUT": "1",
+    # Long enough that a call the emulator holds on a test's behalf never times out.
+    "GEMINI_TASKS_REQUEST_TIMEOUT": "30",
     "GEMINI_TASKS_CONCURRENCY": "50",
     "GEMINI_TASKS_KEY_PREFIX": "gemini_tasks_test",
 }

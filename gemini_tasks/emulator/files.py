@@ -3,7 +3,9 @@
 Speaks the protocol google-genai uses: `POST /upload/{version}/files` with
 `X-Goog-Upload-Command: start` answers with an `x-goog-upload-url`; chunks go to that URL
 with `upload` and, last, `upload, finalize`. Video files are `PROCESSING` for a while
-before they are `ACTIVE`, as Gemini's are; files expire after 48 hours.
+before they are `ACTIVE`, as Gemini's are, or `FAILED` when a test file declares
+`state=FAILED` in its `EMULATED-MEDIA` line; files expire after 48 hours. A file may hold
+2 GB and a project 20 GB (ai.google.dev/gemini-api/docs/files).
 """
 
 from __future__ import annotations
@@ -15,6 +17,11 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
+
+from gemini_tasks.emulator.tokens import media_header
+
+MAX_FILE_BYTES = 2 * 1024**3
+PROJECT_STORAGE_BYTES = 20 * 1024**3
 
 
 def _rfc3339(epoch: float) -> str:
@@ -37,10 +44,12 @@ class StoredFile:
         return hashlib.sha256(self.data).hexdigest()
 
     def state(self, now: float) -> str:
-        return "ACTIVE" if now >= self.ready_at else "PROCESSING"
+        if now < self.ready_at:
+            return "PROCESSING"
+        return "FAILED" if media_header(self.data).get("state") == "FAILED" else "ACTIVE"
 
     def to_json(self, base_url: str, version: str, now: float) -> dict[str, Any]:
-        out = {
+        out: dict[str, Any] = {
             "name": f"files/{self.id}",
             "mimeType": self.mime_type,
             "sizeBytes": str(len(self.data)),
@@ -54,6 +63,8 @@ class StoredFile:
         }
         if self.display_name:
             out["displayName"] = self.display_name
+        if out["state"] == "FAILED":
+            out["error"] = {"code": 400, "message": "The file could not be processed."}
         return out
 
 
@@ -72,8 +83,15 @@ class FileStore:
     def __init__(self, ttl: float, video_processing_seconds: float):
         self.ttl = ttl
         self.video_processing_seconds = video_processing_seconds
+        self.storage_limit = PROJECT_STORAGE_BYTES
         self.files: dict[str, StoredFile] = {}
         self.pending: dict[str, PendingUpload] = {}
+
+    def stored_bytes(self, project: str) -> int:
+        now = time.time()
+        return sum(
+            len(f.data) for f in self.files.values() if f.project == project and now < f.expires
+        )
 
     def start(self, project: str, mime_type: str, size: int, display_name: str | None) -> str:
         upload_id = uuid.uuid4().hex
@@ -96,6 +114,11 @@ class FileStore:
         )
         self.files[stored.id] = stored
         return stored
+
+    def data_of(self, file_id: str) -> bytes | None:
+        """The content of a file, whoever owns it (for describing it in an answer)."""
+        stored = self.files.get(file_id)
+        return stored.data if stored else None
 
     def get(self, file_id: str, project: str) -> StoredFile | None:
         """The file if it exists, has not expired and belongs to `project`."""

@@ -1,13 +1,14 @@
 """Real processes for integration tests: redis-server, the emulator, two workers."""
 
 import json
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from gemini_tasks import local
+from gemini_tasks.ops import local
 from tests.conftest import EMULATOR_PORT, FAKE_KEY, OTHER_PROJECT_KEY, REDIS_PORT, TEST_ENV
 
 
@@ -40,18 +41,34 @@ class EmulatorControl:
     def expire_files(self) -> int:
         return self._post("/_emulator/expire_files", {})["expired"]
 
+    def release(self) -> int:
+        """Answer every call a "hold" rule is holding."""
+        return self._post("/_emulator/release", {})["released"]
 
-NO_FAULTS = {
-    "error_500_rate": 0,
-    "error_503_rate": 0,
-    "hang_rate": 0,
+    def wait_until(self, condition, what: str, timeout: float = 60) -> dict:
+        """Poll the statistics until `condition(stats)` holds; fail naming `what` if it never
+        does within a deadline far beyond what the condition needs."""
+        deadline = time.monotonic() + timeout
+        while True:
+            stats = self.stats()
+            if condition(stats):
+                return stats
+            assert time.monotonic() < deadline, f"never saw {what}: {stats}"
+            time.sleep(0.05)
+
+
+DEFAULTS = {
+    "rules": [],
     "latency": 0,
     "latency_jitter": 0,
-}
-DEFAULTS = {
-    "faults": NO_FAULTS,
     "limits": {},
+    "model_limits": {},
     "project_limits": {},
+    "project_model_limits": {},
+    "tiers": {},
+    "zero_quota": [],
+    "revoked": {},
+    "thoughts_tokens": 0,
     "request_limit_bytes": 20 * 1024 * 1024,
     "video_processing_seconds": 0.3,
 }
@@ -83,9 +100,19 @@ def emulator_process(run_dir: Path) -> Iterator[EmulatorControl]:
         yield EmulatorControl(url)
 
 
+def prove_keys(queue: str | None = None) -> None:
+    """One answered prompt, so the workers' keys are proven: the pool lends an unproven key
+    to one call at a time, which a test holding many calls at once must not meet."""
+    from gemini_tasks.producer import submit
+
+    [result] = submit([{"prompt": "warm up"}], queue=queue).results(timeout=60)
+    assert result.ok, result.error
+
+
 @pytest.fixture(scope="session")
 def worker_processes(redis_url: str, emulator_process: EmulatorControl, run_dir: Path):
     with local.workers(2, TEST_ENV, concurrency=50, log_dir=run_dir, cwd=run_dir) as processes:
+        prove_keys()
         yield processes
 
 
@@ -96,6 +123,7 @@ def emulator(emulator_process: EmulatorControl) -> Iterator[EmulatorControl]:
     emulator_process.reset()
     yield emulator_process
     emulator_process.configure(**DEFAULTS)
+    emulator_process.release()
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import urllib.request
 
 import pytest
 
-from gemini_tasks import local
-from gemini_tasks.jobs import submit
+from gemini_tasks.ops import local
+from gemini_tasks.producer import submit
 from tests.conftest import FAKE_KEY
 
 pytestmark = pytest.mark.integration

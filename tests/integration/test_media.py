@@ -18,14 +18,17 @@ from pathlib import Path
 import pytest
 import redis
 
-from gemini_tasks import local
-from gemini_tasks.jobs import Job, JobNotFound, submit
-from gemini_tasks.settings import redis_prefix
+from gemini_tasks import runtime
+from gemini_tasks.errors import JobNotFound
+from gemini_tasks.keyspace import Keyspace
+from gemini_tasks.ops import local
+from gemini_tasks.producer import Job, submit
 from tests.conftest import FAKE_KEY, OTHER_PROJECT_KEY, TEST_ENV
 
 pytestmark = pytest.mark.integration
 
 QUEUE = "media"
+URL = "https://e.com/u"
 INLINE_LIMIT = 64 * 1024
 
 
@@ -223,13 +226,11 @@ def test_every_seed_example_in_jsonl_through_the_cli(media_workers, emulator, me
 
 
 def test_no_media_bytes_in_task_arguments(media_workers, emulator, media):
-    from gemini_tasks.celery import app
-
     big = media["video1.mp4"].read_bytes()
     job = submit([{"prompt": "<video>", "video_bytes": big}], queue=QUEUE)
     [result] = job.results(timeout=60)
     assert result.ok
-    inspect = app.backend.get_task_meta(job.task_id(0))
+    inspect = runtime.current().app.backend.get_task_meta(job.task_id(0))
     assert inspect["status"] == "SUCCESS"
     # What travelled as the task argument: a reference, never the content.
     client = redis.Redis.from_url(os.environ["REDIS_URL"])
@@ -283,7 +284,7 @@ def test_forget_deletes_staged_media_and_uploaded_files(media_workers, emulator,
     second = submit(records[:2], queue=QUEUE)
     assert all(r.ok for r in [*first.results(timeout=120), *second.results(timeout=120)])
     state = redis.Redis.from_url(os.environ["REDIS_URL"])
-    staged = f"{redis_prefix(TEST_ENV['GEMINI_TASKS_KEY_PREFIX'])}:media:{sha}"
+    staged = Keyspace(TEST_ENV["GEMINI_TASKS_KEY_PREFIX"]).blob(sha)
     assert state.exists(staged) and emulator.stats()["files"] >= 1
 
     Job.restore(first.id).forget()
@@ -311,8 +312,8 @@ def test_bad_media_input_fails_alone_with_a_clear_error(media_workers, emulator,
         {"prompt": "<audio>", "audio_path": str(tmp_path / "missing.mp3")},
         {"prompt": "<video>", "video_path": [str(media["video1.mp4"])],
          "video_mime_type": ["video/mp4", "video/mp4"]},
-        {"prompt": "<video>", "video_url": ["u"], "video_metadata": [{"fps": 1}, {"fps": 2}]},
-        {"prompt": "<video>", "video_url": ["u"], "video_metadata": [{"end_offset": "1 min"}]},
+        {"prompt": "<video>", "video_url": [URL], "video_metadata": [{"fps": 1}, {"fps": 2}]},
+        {"prompt": "<video>", "video_url": [URL], "video_metadata": [{"end_offset": "1 min"}]},
         {"prompt": "<audio>", "audio_bytes": ["not bytes"]},
         {"prompt": "<audio>", "audio_bytes": {"base64": "!!!"}},
         {"prompt": "<image>", "image_path": "cat.png"},

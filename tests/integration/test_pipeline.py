@@ -8,8 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from gemini_tasks.jobs import Job, JobNotFound, submit
-from gemini_tasks.tasks import generate
+from gemini_tasks import runtime
+from gemini_tasks.app import GENERATE
+from gemini_tasks.errors import JobNotFound
+from gemini_tasks.ops import local
+from gemini_tasks.producer import Job, submit
+from tests.conftest import TEST_ENV
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +80,13 @@ def test_restoring_an_unknown_job_fails_clearly(cluster):
 
 
 def test_server_errors_are_retried_to_success(cluster):
-    cluster.configure(faults={"error_500_rate": 0.2, "error_503_rate": 0.2})
+    # Two fifths of the prompts fail their first attempt, half of those their second too.
+    cluster.configure(
+        rules=[
+            {"id": "first", "answer": "500", "attempts": [1, 1], "share": 0.4},
+            {"id": "second", "answer": "503", "attempts": [2, 2], "share": 0.5},
+        ]
+    )
     results = list(submit(_records(60, "flaky")).results(timeout=120))
 
     assert all(r.ok for r in results), [r.error for r in results if not r.ok]
@@ -84,12 +94,12 @@ def test_server_errors_are_retried_to_success(cluster):
     retried = [r for r in results if r.attempts > 1]
     assert all(r.timings["backoff_seconds"] > 0 for r in retried)
     outcomes = cluster.stats()["by_outcome"]
-    assert outcomes["500"] + outcomes["503"] > 0
+    assert outcomes["500"] == len(retried) and outcomes["503"] > 0
     assert outcomes["ok"] == 60
 
 
 def test_persistent_server_error_ends_with_a_clear_error(cluster, run_dir: Path):
-    cluster.configure(faults={"error_503_rate": 1.0})
+    cluster.configure(rules=[{"answer": "503"}])
     job = submit(_records(1, "doomed"))
     [result] = job.results(timeout=60)
 
@@ -116,12 +126,34 @@ def test_invalid_request_is_not_retried(cluster):
     assert cluster.stats()["by_outcome"] == {"400": 1, "404": 1}
 
 
-def test_hanging_calls_time_out_and_are_retried(cluster):
-    cluster.configure(faults={"hang_rate": 1.0, "hang_seconds": 30})
-    [result] = submit(_records(1, "hang")).results(timeout=60)
+@pytest.fixture(scope="module")
+def impatient_worker(redis_url, emulator_process, tmp_path_factory):
+    """A worker whose calls time out after a second, for calls that hang."""
+    env = {**TEST_ENV, "GEMINI_TASKS_QUEUE": "impatient", "GEMINI_TASKS_REQUEST_TIMEOUT": "1"}
+    log_dir = tmp_path_factory.mktemp("impatient")
+    with local.workers(1, env, concurrency=40, log_dir=log_dir, cwd=log_dir):
+        yield "impatient"
+
+
+def test_hanging_calls_time_out_and_are_retried(impatient_worker, emulator):
+    emulator.configure(rules=[{"answer": "hang", "seconds": 30}])
+    [result] = submit(_records(1, "hang"), queue=impatient_worker).results(timeout=60)
 
     assert result.attempts == 5
     assert "persistent" in result.error and "Timeout" in result.error
+
+
+def test_a_hanging_gemini_times_out_and_workers_go_on(impatient_worker, emulator):
+    # Every prompt's first two calls hang; each times out, and the third is answered.
+    emulator.configure(rules=[{"answer": "hang", "seconds": 30, "attempts": [1, 2]}])
+    results = list(submit(_records(30, "hang"), queue=impatient_worker).results(timeout=120))
+
+    assert [r.response for r in results] == [f"echo: hang prompt number {i}" for i in range(30)]
+    assert all(r.attempts == 3 for r in results)
+    # No thread stalled for good: a later batch goes straight through.
+    emulator.configure(rules=[])
+    after = list(submit(_records(40, "after"), queue=impatient_worker).results(timeout=60))
+    assert all(r.ok and r.attempts == 1 for r in after)
 
 
 def test_invalid_records_fail_alone(cluster):
@@ -190,8 +222,8 @@ def test_redelivered_task_does_not_call_gemini_again(cluster):
     job = submit(_records(1, "once"))
     [first] = job.results(timeout=60)
 
-    again = generate.apply_async(
-        args=({"prompt": "once prompt number 0"}, 0), task_id=job.task_id(0)
+    again = runtime.current().app.send_task(
+        GENERATE, args=({"prompt": "once prompt number 0"}, 0), task_id=job.task_id(0)
     )
     assert again.get(timeout=60) == first.to_json()
     assert cluster.stats()["by_outcome"] == {"ok": 1}
@@ -200,12 +232,10 @@ def test_redelivered_task_does_not_call_gemini_again(cluster):
 def test_no_secret_reaches_redis_results_or_logs(cluster, redis_url, run_dir: Path):
     from tests.conftest import FAKE_KEY
 
-    cluster.configure(faults={"error_503_rate": 0.5})
+    cluster.configure(rules=[{"answer": "503", "share": 0.5, "attempts": [1, 2]}])
     list(submit(_records(30, "secret")).results(timeout=120))
 
-    from gemini_tasks.celery import app
-
-    client = app.backend.client
+    client = runtime.current().results
     for key in client.scan_iter(count=1000):
         assert FAKE_KEY.encode() not in key
         kind = client.type(key)
@@ -223,12 +253,15 @@ def test_no_secret_reaches_redis_results_or_logs(cluster, redis_url, run_dir: Pa
 
 
 def test_each_worker_process_holds_many_calls_in_flight(cluster):
-    cluster.configure(faults={"latency": 0.5})
-    results = list(submit(_records(200, "slow")).results(timeout=120))
+    cluster.configure(rules=[{"answer": "hold"}])
+    job = submit(_records(200, "slow"))
+    # Two processes of 50 threads each: every thread of both waits on Gemini at once.
+    cluster.wait_until(lambda s: s["held"] == 100, "100 calls held at once")
+    cluster.configure(rules=[])
+    cluster.release()
 
-    assert all(r.ok for r in results)
-    # Two processes of 50 threads each: nearly all of them waited on Gemini at once.
-    assert cluster.stats()["max_in_flight"] >= 90
+    assert all(r.ok for r in job.results(timeout=120))
+    assert cluster.stats()["max_in_flight"] == 100
 
 
 def test_plain_celery_worker_command_works(cluster, run_dir: Path):
@@ -248,7 +281,9 @@ def test_plain_celery_worker_command_works(cluster, run_dir: Path):
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=run_dir, stdout=out, stderr=subprocess.STDOUT)
     try:
-        sent = generate.apply_async(args=({"prompt": "via celery -A"}, 0), queue="plain-celery")
+        sent = runtime.current().app.send_task(
+            GENERATE, args=({"prompt": "via celery -A"}, 0), queue="plain-celery"
+        )
         result = sent.get(timeout=60)
     finally:
         process.terminate()

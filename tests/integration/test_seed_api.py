@@ -81,7 +81,7 @@ def test_every_seed_readme_example_runs_unchanged(
 def test_failures_keep_the_seeds_words_and_every_prompt_gets_its_tuple(cluster):
     from gemini_tasks import AdvancedApiKeyManager, GeminiParallelProcessor
 
-    cluster.configure(faults={"error_503_rate": 1.0})
+    cluster.configure(rules=[{"answer": "503"}])
     processor = GeminiParallelProcessor(AdvancedApiKeyManager(), "gemini-2.0-flash-001")
     results = processor.process_prompts(
         [{"prompt": "a", "metadata": {"task_id": "x"}}, {"metadata": {"task_id": "bad"}}]
@@ -98,7 +98,7 @@ def test_streaming_processor(cluster):
     streaming.start()
     try:
         one = streaming.process_single({"prompt": "stream me", "metadata": {"n": 1}}, timeout=60)
-        cluster.configure(faults={"latency": 0.8})
+        cluster.configure(latency=0.8)
         late = streaming.process_single({"prompt": "slow", "metadata": {"n": 2}}, timeout=0.3)
     finally:
         streaming.stop()

@@ -3,14 +3,16 @@
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import yaml
 from click.testing import CliRunner
 
-from gemini_tasks.cli import main
+from gemini_tasks.ops.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "gemini_tasks"
 SETTINGS = (ROOT / "gemini_tasks" / "settings.py").read_text()
 README = (ROOT / "README.md").read_text()
 
@@ -55,10 +57,11 @@ def test_compose_services_commands_and_environment_match_the_code():
     assert used <= setting_names()
 
 
-def test_the_worker_image_installs_this_project_and_runs_a_worker():
+def test_the_worker_image_installs_the_built_wheel_and_runs_a_worker():
     dockerfile = (ROOT / "worker" / "Dockerfile").read_text()
     assert "COPY pyproject.toml" in dockerfile and "COPY gemini_tasks" in dockerfile
-    assert "pip install ." in dockerfile
+    assert "pip wheel --no-cache-dir --no-deps --wheel-dir /dist ." in dockerfile
+    assert "pip install /dist/*.whl" in dockerfile
     assert 'CMD ["gemini-tasks", "worker"]' in dockerfile
     assert re.search(r"^USER (?!root)", dockerfile, flags=re.M)
 
@@ -91,3 +94,18 @@ def test_a_bad_setting_stops_the_command_with_its_name_and_exit_1(tmp_path):
     assert done.returncode == 1
     assert "GEMINI_TASKS_MAX_RETRIES='lots' is not valid" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_wheel_carries_every_file_of_the_package(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path),
+         str(ROOT)],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    [wheel] = tmp_path.glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = set(archive.namelist())
+    files = [p for p in PACKAGE.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    missing = [str(p.relative_to(ROOT)) for p in files if str(p.relative_to(ROOT)) not in shipped]
+    assert any(p.suffix == ".lua" for p in files)
+    assert not missing, f"the wheel lacks {missing}"

@@ -5,13 +5,8 @@ import pytest
 from google.genai import errors as genai_errors
 
 from gemini_tasks.emulator import payloads
-from gemini_tasks.errors import (
-    InvalidRequest,
-    KeyInvalid,
-    QuotaExceeded,
-    TransientError,
-    classify,
-)
+from gemini_tasks.errors import ErrorKind, InvalidRequest, KeyInvalid, QuotaExceeded, TransientError
+from gemini_tasks.worker.classify import classify
 
 
 def api_error(body: dict) -> genai_errors.APIError:
@@ -20,24 +15,31 @@ def api_error(body: dict) -> genai_errors.APIError:
     return cls(code, body)
 
 
+def violation(quota_id: str, limit: int = 10, wait: float = 36.2) -> payloads.Violation:
+    return payloads.Violation(quota_id, "metric", "gemini-x", limit, wait)
+
+
 def test_per_minute_quota():
     body = payloads.quota_exceeded(
-        "GenerateRequestsPerMinutePerProjectPerModel-FreeTier", "metric", "gemini-x", 10, 36.2
+        [violation("GenerateRequestsPerMinutePerProjectPerModel-FreeTier")]
     )
     err = classify(api_error(body))
     assert isinstance(err, QuotaExceeded)
-    assert err.retry_delay == 37
+    assert err.retry_delay == 36
     assert err.quota_id == "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
     assert not err.is_daily
-    assert err.kind == "quota"
+    assert err.kind is ErrorKind.QUOTA
 
 
 def test_per_day_quota_outranks_per_minute_in_one_failure():
-    body = payloads.quota_exceeded("GenerateRequestsPerMinutePerProjectPerModel", "m", "g", 1, 5)
-    violations = body["error"]["details"][0]["violations"]
-    violations.append({**violations[0], "quotaId": "GenerateRequestsPerDayPerProjectPerModel"})
+    body = payloads.quota_exceeded(
+        [
+            violation("GenerateRequestsPerMinutePerProjectPerModel"),
+            violation("GenerateRequestsPerDayPerProjectPerModel"),
+        ]
+    )
     err = classify(api_error(body))
-    assert err.is_daily
+    assert isinstance(err, QuotaExceeded) and err.is_daily
 
 
 def test_bare_429_without_details():
@@ -56,7 +58,7 @@ def test_invalid_key():
 def test_server_errors_are_transient(body):
     err = classify(api_error(body))
     assert isinstance(err, TransientError)
-    assert err.kind == "server"
+    assert err.kind is ErrorKind.SERVER
 
 
 def test_bad_request_is_not_retryable():

@@ -2,8 +2,8 @@ import io
 from pathlib import Path
 
 from gemini_tasks.errors import InvalidPrompt
-from gemini_tasks.jsonl import count_records, read_records, write_results
-from gemini_tasks.prompt import PromptRecord
+from gemini_tasks.ops.jsonl import count_records, read_records, write_results
+from gemini_tasks.records import PromptRecord
 from gemini_tasks.result import Result
 
 

@@ -7,9 +7,14 @@ from pathlib import Path
 import pytest
 
 from gemini_tasks.errors import InvalidPrompt
-from gemini_tasks.media import arrange, guess_mime, media_sources
-from gemini_tasks.media_store import MAX_MEDIA_BYTES, Stager
-from gemini_tasks.prompt import parse_record
+from gemini_tasks.keyspace import Keyspace
+from gemini_tasks.media.fields import arrange, guess_mime, media_sources
+from gemini_tasks.media.refs import MAX_MEDIA_BYTES
+from gemini_tasks.media.store import DirectoryMediaStore, open_store
+from gemini_tasks.producer.staging import Stager
+from gemini_tasks.records import parse_record
+
+U = "https://e.com/u"
 
 
 def described(sources):
@@ -51,7 +56,8 @@ def test_mime_guessed_from_the_name_else_the_seed_default(kind, name, mime):
 
 def test_video_metadata_belongs_to_the_ith_video():
     sources = media_sources({
-        "video_url": ["u1", "u2"], "video_metadata": [{"fps": 10}, {"start_offset": "30s"}]
+        "video_url": ["https://e.com/1", "https://e.com/2"],
+        "video_metadata": [{"fps": 10}, {"start_offset": "30s"}],
     })  # fmt: skip
     assert [s.video_metadata for s in sources] == [{"fps": 10}, {"start_offset": "30s"}]
 
@@ -88,12 +94,12 @@ def test_no_tokens_means_videos_then_audio_then_text():
     [
         ({"video_path": ["a.mp4"], "video_mime_type": ["video/mp4", "video/mp4"]},
          "video_mime_type has 2 entries but there are 1 video files"),
-        ({"video_url": ["u"], "video_metadata": [{}, {}]},
+        ({"video_url": [U], "video_metadata": [{}, {}]},
          "video_metadata has 2 entries but there are only 1 videos"),
-        ({"video_url": ["u"], "video_metadata": [{"start_offset": "10 seconds"}]},
+        ({"video_url": [U], "video_metadata": [{"start_offset": "10 seconds"}]},
          "video_metadata[0].start_offset must look like \"1250s\""),
-        ({"video_url": ["u"], "video_metadata": [{"fps": -1}]}, "video_metadata[0].fps"),
-        ({"video_url": ["u"], "video_metadata": [{"speed": 2}]}, "unknown field(s) speed"),
+        ({"video_url": [U], "video_metadata": [{"fps": -1}]}, "video_metadata[0].fps"),
+        ({"video_url": [U], "video_metadata": [{"speed": 2}]}, "unknown field(s) speed"),
         ({"audio_bytes": ["not bytes"]}, "audio_bytes[0] must be bytes"),
         ({"audio_bytes": {"base64": "%%%"}}, "audio_bytes[0] is not valid base64"),
         ({"audio_path": [""]}, "audio_path[0] must be a non-empty string"),
@@ -127,7 +133,7 @@ class MemoryStore:
 
 def stage(record: dict):
     [source] = parse_record({"prompt": "p", **record}).media
-    return Stager(MemoryStore()).stage(source, source.where)
+    return Stager(MemoryStore()).stage(source)
 
 
 def test_staging_bad_files_names_field_and_path_but_never_content(tmp_path: Path):
@@ -162,21 +168,19 @@ def test_a_path_is_read_once_per_submit_and_content_is_deduplicated(tmp_path: Pa
     store = MemoryStore()
     stager = Stager(store)
     [source] = parse_record({"prompt": "p", "video_path": str(path)}).media
-    first = stager.stage(source, source.where)
-    assert stager.stage(source, source.where) == first
+    first = stager.stage(source)
+    assert stager.stage(source) == first
     [same_bytes] = parse_record({"prompt": "p", "video_bytes": b"video-bytes"}).media
-    assert stager.stage(same_bytes, "video_bytes[0]").sha256 == first.sha256
+    assert stager.stage(same_bytes).sha256 == first.sha256
     assert len(store.data) == store.puts == 1
 
 
 def test_a_shared_directory_store_round_trips_by_hash(tmp_path: Path):
-    from gemini_tasks.media_store import DirectoryMediaStore, open_store
-
-    store = open_store(f"file://{tmp_path}/media", client=None, prefix="{p}", ttl=60)
+    store = open_store(f"file://{tmp_path}/media", None, Keyspace("p"), ttl=60)  # type: ignore[arg-type]
     assert isinstance(store, DirectoryMediaStore)
     path = tmp_path / "clip.mp4"
     path.write_bytes(b"shared video " * 1000)
-    ref = Stager(store).stage(parse_record({"prompt": "p", "video_path": str(path)}).media[0], "")
+    ref = Stager(store).stage(parse_record({"prompt": "p", "video_path": str(path)}).media[0])
     assert store.has(ref.sha256) and store.get(ref.sha256) == path.read_bytes()
     assert not list((tmp_path / "media").rglob("*.partial"))
     store.delete(ref.sha256)

@@ -2,8 +2,8 @@ import pytest
 from google.genai import types
 
 from gemini_tasks.errors import InvalidPrompt
-from gemini_tasks.prompt import PromptRecord, parse_record
-from gemini_tasks.request import build_request
+from gemini_tasks.records import StagedRecord, parse_record
+from gemini_tasks.worker.request import build_request
 
 
 def test_seed_record_parses():
@@ -15,7 +15,7 @@ def test_seed_record_parses():
         }
     )
     assert record.metadata == {"task_id": "creative_task"}
-    assert record.to_json()["generation_config"]["temperature"] == 0.9
+    assert record.generation_config["temperature"] == 0.9
 
 
 @pytest.mark.parametrize(
@@ -25,12 +25,15 @@ def test_seed_record_parses():
         ({}, "'prompt' is required"),
         ({"prompt": "  "}, "'prompt' is required"),
         ({"prompt": "x", "metadata": [1]}, "'metadata' must be an object"),
-        ({"prompt": "x", "metadata": {"f": object()}}, "JSON-serializable"),
+        ({"prompt": "x", "metadata": {"f": object()}}, "which is not JSON"),
         ({"prompt": "x", "colour": 1}, "unknown field(s) 'colour'"),
         ({"prompt": "x", "generation_config": {"temperature": "hot"}}, "temperature"),
         ({"prompt": "x", "generation_config": {"no_such_option": 1}}, "no_such_option"),
+        ({"prompt": "x", "metadata": {"n": float("nan")}}, "metadata.n is nan"),
         ({"prompt": "x", "generation_config": {"http_options": {}}}, "http_options"),
-        ({"prompt": "x", "model": 3}, "'model' must be a non-empty string"),
+        ({"prompt": "x", "model": 3}, "'model' must be a model name"),
+        ({"prompt": "x", "model": "../../v1beta/files/x"}, "'model' must be a model name"),
+        ({"prompt": "x", "model": "gemini flash"}, "'model' must be a model name"),
     ],
 )
 def test_bad_records_name_the_problem(record, message):
@@ -40,13 +43,10 @@ def test_bad_records_name_the_problem(record, message):
 
 
 def test_request_uses_record_overrides_and_attempt_timeout():
-    record = PromptRecord(
-        prompt="hi",
-        model="gemini-2.5-pro",
-        system_instruction="be brief",
-        generation_config={"temperature": 0.2},
+    record = StagedRecord(
+        prompt="hi", system_instruction="be brief", generation_config={"temperature": 0.2}
     )
-    request = build_request(record, "gemini-default", timeout_seconds=2.5)
+    request = build_request(record, "gemini-2.5-pro", timeout_seconds=2.5)
     assert request.model == "gemini-2.5-pro"
     assert request.contents == [types.Content(role="user", parts=[types.Part(text="hi")])]
     assert request.config.temperature == 0.2
@@ -54,9 +54,5 @@ def test_request_uses_record_overrides_and_attempt_timeout():
     assert request.config.http_options.timeout == 2500
 
 
-def test_request_falls_back_to_default_model():
-    assert build_request(PromptRecord(prompt="hi"), "gemini-default", 10).model == "gemini-default"
-
-
 def test_a_plain_prompt_sends_no_config():
-    assert build_request(PromptRecord(prompt="hi"), "gemini-default").config is None
+    assert build_request(StagedRecord(prompt="hi"), "gemini-default").config is None

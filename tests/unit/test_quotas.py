@@ -1,42 +1,75 @@
 from datetime import datetime
 
 from gemini_tasks.emulator.quotas import QuotaBook
-from gemini_tasks.limits import PACIFIC, Limits, next_daily_reset
+from gemini_tasks.limits import PACIFIC, Limits, LimitTable, next_daily_reset
+
+
+def book(default: Limits, **table) -> QuotaBook:
+    return QuotaBook(LimitTable(None, default, **table))
 
 
 def test_requests_per_minute_is_a_sliding_window():
-    book = QuotaBook(Limits(rpm=2))
-    assert book.admit("p", "m", 1, now=100.0) is None
-    assert book.admit("p", "m", 1, now=130.0) is None
-    refused = book.admit("p", "m", 1, now=150.0)
-    assert refused and "PerMinute" in refused.quota_id and refused.retry_seconds == 10.0
-    assert book.admit("p", "m", 1, now=160.5) is None  # the first request left the window
+    quotas = book(Limits(rpm=2))
+    assert quotas.admit("p", "m", 1, now=100.0) == []
+    assert quotas.admit("p", "m", 1, now=130.0) == []
+    [refused] = quotas.admit("p", "m", 1, now=150.0)
+    assert "PerMinute" in refused.quota_id and refused.retry_seconds == 10.0
+    assert quotas.admit("p", "m", 1, now=160.5) == []  # the first request left the window
 
 
-def test_quotas_are_per_project_and_model():
-    book = QuotaBook(Limits(rpm=1), {"big": Limits(rpm=5)})
-    assert book.admit("p", "m", 1, now=0) is None
-    assert book.admit("q", "m", 1, now=0) is None
-    assert book.admit("p", "m", 1, now=0) is not None
-    assert all(book.admit("p", "big", 1, now=0) is None for _ in range(5))
+def test_quotas_are_per_project_and_model_most_specific_first():
+    quotas = book(
+        Limits(rpm=1),
+        per_model={"big": Limits(rpm=5)},
+        per_project={"vip": Limits(rpm=3)},
+        per_project_model={("vip", "big"): Limits(rpm=7)},
+    )
+    assert quotas.admit("p", "m", 1, now=0) == []
+    assert quotas.admit("q", "m", 1, now=0) == []
+    assert quotas.admit("p", "m", 1, now=0) != []
+    assert all(quotas.admit("p", "big", 1, now=0) == [] for _ in range(5))
+    assert all(quotas.admit("vip", "m", 1, now=0) == [] for _ in range(3))
+    assert all(quotas.admit("vip", "big", 1, now=0) == [] for _ in range(7))
+    assert quotas.admit("vip", "big", 1, now=0) != []
 
 
 def test_tokens_per_minute():
-    book = QuotaBook(Limits(tpm=100))
-    assert book.admit("p", "m", 60, now=0) is None
-    refused = book.admit("p", "m", 60, now=10)
-    assert refused and "Tokens" in refused.quota_id and refused.retry_seconds == 50
-    assert book.admit("p", "m", 40, now=10) is None
+    quotas = book(Limits(tpm=100))
+    assert quotas.admit("p", "m", 60, now=0) == []
+    [refused] = quotas.admit("p", "m", 60, now=10)
+    assert "Tokens" in refused.quota_id and refused.retry_seconds == 50
+    assert quotas.admit("p", "m", 40, now=10) == []
 
 
 def test_requests_per_day_reset_at_pacific_midnight():
-    book = QuotaBook(Limits(rpd=1))
+    quotas = book(Limits(rpd=1))
     evening = datetime(2026, 11, 25, 23, 0, tzinfo=PACIFIC).timestamp()
-    assert book.admit("p", "m", 1, now=evening) is None
-    refused = book.admit("p", "m", 1, now=evening + 60)
-    assert refused and "PerDay" in refused.quota_id
+    assert quotas.admit("p", "m", 1, now=evening) == []
+    [refused] = quotas.admit("p", "m", 1, now=evening + 60)
+    assert "PerDay" in refused.quota_id
     assert refused.retry_seconds == 3600 - 60
-    assert book.admit("p", "m", 1, now=evening + 3601) is None
+    assert quotas.admit("p", "m", 1, now=evening + 3601) == []
+
+
+def test_every_violated_quota_is_named_with_the_tiers_ids():
+    quotas = book(Limits(rpm=1, rpd=1, tpm=10))
+    quotas.tiers["paid"] = "paid"
+    assert quotas.admit("paid", "m", 5, now=0) == []
+    violations = quotas.admit("paid", "m", 20, now=1)
+    assert [v.quota_id for v in violations] == [
+        "GenerateRequestsPerDayPerProjectPerModel",
+        "GenerateRequestsPerMinutePerProjectPerModel",
+        "GenerateContentPaidTierInputTokensPerModelPerMinute",
+    ]
+    assert quotas.admit("free", "m", 5, now=0) == []
+    assert all(v.quota_id.endswith("-FreeTier") for v in quotas.admit("free", "m", 5, now=1))
+
+
+def test_a_model_without_quota_on_the_tier_is_a_limit_of_zero():
+    quotas = book(Limits())
+    quotas.zero_quota = {"gemini-2.5-pro"}
+    [violation] = quotas.admit("p", "gemini-2.5-pro", 1, now=0)
+    assert violation.limit == 0 and "PerDay" in violation.quota_id
 
 
 def test_daily_reset_follows_daylight_saving():

@@ -11,13 +11,9 @@ import threading
 
 from google import genai
 from google.genai import types
+from httpx2 import Limits  # google-genai 3's HTTP client
 
 from gemini_tasks.keys import ApiKey
-
-try:  # google-genai 3 speaks httpx2; earlier releases, httpx
-    from httpx2 import Limits
-except ImportError:  # pragma: no cover
-    from httpx import Limits
 
 _clients: dict[str, genai.Client] = {}
 _lock = threading.Lock()

@@ -20,7 +20,9 @@ from google import genai
 from google.genai import types
 
 from gemini_tasks.errors import TransientError
-from gemini_tasks.media_store import MediaRef, MediaStore
+from gemini_tasks.keyspace import Keyspace
+from gemini_tasks.media.refs import MediaRef
+from gemini_tasks.media.store import MediaStore
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +31,19 @@ UPLOAD_TTL = 46 * 3600
 ACTIVE_WAIT = 600.0
 
 
+def _staged(ref: MediaRef) -> str:
+    if ref.sha256 is None:
+        raise ValueError("only staged media is uploaded; a URI is sent as it is")
+    return ref.sha256
+
+
 class Uploads:
     """Turns media references into parts for a call made with a key of `project`."""
 
-    def __init__(self, client: redis.Redis, store: MediaStore, prefix: str, inline_limit: int):
-        self.redis, self.store, self.prefix, self.inline_limit = client, store, prefix, inline_limit
-
-    def _cache_key(self, project: str, sha256: str) -> str:
-        return f"{self.prefix}:upload:{project}:{sha256}"
+    def __init__(
+        self, client: redis.Redis, store: MediaStore, keyspace: Keyspace, inline_limit: int
+    ):
+        self.redis, self.store, self.keys, self.inline_limit = client, store, keyspace, inline_limit
 
     def plan_uploads(self, refs: Sequence[MediaRef]) -> set[int]:
         """Indexes of the refs that go through the Files API: the largest, until the rest
@@ -80,27 +87,25 @@ class Uploads:
 
     def file_uri(self, ref: MediaRef, client: genai.Client, project: str) -> str:
         """The URI of `ref`'s file in `project`, uploading it first if no worker has."""
-        cache_key = self._cache_key(project, ref.sha256)  # type: ignore[arg-type]
+        sha256 = _staged(ref)
+        cache_key = self.keys.upload(project, sha256)
         cached = self.redis.get(cache_key)
         if cached:
-            return json.loads(cached)["uri"]
-        with self.redis.lock(
-            f"{cache_key}:lock", timeout=ACTIVE_WAIT + 60, blocking_timeout=ACTIVE_WAIT + 60
-        ):
+            return str(json.loads(cached)["uri"])
+        lock = self.keys.upload_lock(project, sha256)
+        with self.redis.lock(lock, timeout=ACTIVE_WAIT + 60, blocking_timeout=ACTIVE_WAIT + 60):
             cached = self.redis.get(cache_key)  # another worker may have uploaded it meanwhile
             if cached:
-                return json.loads(cached)["uri"]
+                return str(json.loads(cached)["uri"])
             uploaded = client.files.upload(
-                file=io.BytesIO(self.store.get(ref.sha256)),  # type: ignore[arg-type]
+                file=io.BytesIO(self.store.get(sha256)),
                 config=types.UploadFileConfig(mime_type=ref.mime_type),
             )
             active = self._wait_until_active(client, uploaded)
             entry = json.dumps({"name": active.name, "uri": active.uri})
             self.redis.set(cache_key, entry, ex=UPLOAD_TTL)
-            self.redis.hset(f"{self.prefix}:media:{ref.sha256}:uploads", project, active.name or "")
-            log.info(
-                "uploaded media %s for project %s as %s", ref.sha256[:16], project, active.name
-            )
+            self.redis.hset(self.keys.media_uploads(sha256), project, active.name or "")
+            log.info("uploaded media %s for project %s as %s", sha256[:16], project, active.name)
             return active.uri or ""
 
     def _wait_until_active(self, client: genai.Client, file: types.File) -> types.File:
@@ -113,7 +118,7 @@ class Uploads:
                 )
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
-            file = client.files.get(name=file.name)  # type: ignore[arg-type]
+            file = client.files.get(name=file.name or "")
         if file.state == types.FileState.FAILED:
             raise TransientError(
                 f"Gemini failed to process uploaded file {file.name}: {file.error}"
@@ -127,7 +132,7 @@ class Uploads:
         uploaded a fresh copy.
         """
         for ref in refs:
-            cache_key = self._cache_key(project, ref.sha256)  # type: ignore[arg-type]
+            cache_key = self.keys.upload(project, _staged(ref))
             cached = self.redis.get(cache_key)
             if cached and json.loads(cached)["uri"] in failed_uris:
                 self.redis.delete(cache_key)

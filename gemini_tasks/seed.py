@@ -6,23 +6,24 @@ one for every prompt. Underneath, each prompt is a Celery task and keys live in 
 key pool: with `REDIS_URL` set the work goes to the cluster's workers; without it, an
 embedded Redis and local worker processes start on first use and stop when the process exits.
 
-Nothing here imports the Celery app at module level: in local mode it must first learn the
-embedded Redis' address.
+This is the top of the package: it may import the producer and `ops.local`.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
-import os
 import threading
 from collections.abc import Iterable
 from contextlib import ExitStack
 from typing import Any
 
 from gemini_tasks import settings as settings_module
-from gemini_tasks.errors import GeminiTasksError
+from gemini_tasks.errors import GeminiTasksError, JobTimeout
 from gemini_tasks.keys import load_keys
+from gemini_tasks.ops.local import embedded_cluster
+from gemini_tasks.pool import get_keys_status_summary
+from gemini_tasks.producer import submit
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,6 @@ class AdvancedApiKeyManager:
     def get_keys_status_summary(self) -> dict[str, dict[str, Any]]:
         """Per key id: `status`, `exhausted_count`, seconds left and counters, for the
         model of the processors using this manager."""
-        from gemini_tasks.pool import get_keys_status_summary
-
         return get_keys_status_summary(self.model_name)
 
 
@@ -83,8 +82,6 @@ def _ensure_cluster(key_manager: AdvancedApiKeyManager, max_workers: int) -> Non
     with _local_lock:
         if _local_cluster is not None:
             return
-        from gemini_tasks.local import embedded_cluster
-
         stack = ExitStack()
         stack.enter_context(embedded_cluster(1, max_workers, key_manager.worker_env()))
         _local_cluster = stack
@@ -98,7 +95,6 @@ def shutdown_local_cluster() -> None:
         if _local_cluster is not None:
             _local_cluster.close()
             _local_cluster = None
-            os.environ.pop("REDIS_URL", None)
 
 
 def _record(prompt_data: dict[str, Any], model_name: str) -> dict[str, Any]:
@@ -131,8 +127,6 @@ class GeminiParallelProcessor(_Processor):
 
     def process_prompts(self, prompts_data: Iterable[dict[str, Any]]) -> list[Outcome]:
         _ensure_cluster(self.key_manager, self.max_workers)
-        from gemini_tasks.jobs import submit
-
         job = submit(_record(p, self.model_name) for p in prompts_data)
         return [result.as_tuple() for result in job.results()]
 
@@ -153,8 +147,6 @@ class GeminiStreamingProcessor(_Processor):
         """One prompt's `(metadata, response, error)`; an error tuple if `timeout` passes."""
         if not self.running:
             raise GeminiTasksError("call start() before process_single()")
-        from gemini_tasks.jobs import JobTimeout, submit
-
         job = submit([_record(prompt_data, self.model_name)])
         try:
             return next(job.results(timeout=timeout)).as_tuple()

@@ -1,4 +1,4 @@
-"""Turning a prompt record into the arguments of `client.models.generate_content`."""
+"""A staged prompt record as the arguments of `client.models.generate_content`."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from google.genai import types
 
-from gemini_tasks.media import arrange
-from gemini_tasks.prompt import PromptRecord
+from gemini_tasks.media.fields import arrange
+from gemini_tasks.records import StagedRecord
 
 
 @dataclass(frozen=True)
@@ -19,8 +19,8 @@ class GeminiRequest:
 
 
 def build_request(
-    record: PromptRecord,
-    default_model: str,
+    record: StagedRecord,
+    model: str,
     timeout_seconds: float | None = None,
     media_parts: Sequence[types.Part] = (),
     label: str = "",
@@ -37,20 +37,20 @@ def build_request(
     if timeout_seconds is not None:
         config["http_options"] = types.HttpOptions(timeout=max(1, int(timeout_seconds * 1000)))
     return GeminiRequest(
-        model=record.model or default_model,
+        model=model,
         contents=[types.Content(role="user", parts=_parts(record, media_parts, label))],
         # The SDK converts every field of a config on every call: send none when none is set.
         config=types.GenerateContentConfig(**config) if config else None,
     )
 
 
-def _parts(record: PromptRecord, media_parts: Sequence[types.Part], label: str) -> list[types.Part]:
+def _parts(record: StagedRecord, media_parts: Sequence[types.Part], label: str) -> list[types.Part]:
     kinds = [m.kind for m in record.media]
     ordered = arrange(record.prompt, list(range(len(kinds))), lambda i: kinds[i], label)
     return [types.Part(text=x) if isinstance(x, str) else media_parts[x] for x in ordered]
 
 
-def estimate_tokens(record: PromptRecord) -> int:
+def estimate_tokens(record: StagedRecord) -> int:
     """Input tokens a prompt will count against TPM quotas, before Gemini counts them.
 
     Gemini averages about four characters per token, and counts at least 258 tokens for a

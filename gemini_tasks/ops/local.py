@@ -19,7 +19,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from gemini_tasks import runtime
 from gemini_tasks.errors import GeminiTasksError
+from gemini_tasks.keys import key_variable_names
+from gemini_tasks.settings import load_env_file
 
 INSTALL_HINT = (
     "redis-server is not installed. On Debian or Ubuntu run: "
@@ -31,14 +34,17 @@ INSTALL_HINT = (
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
-def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = None) -> None:
+def wait_for_port(
+    port: int, timeout: float, process: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise GeminiTasksError(f"process {process.args[0]} exited with {process.returncode}")
+            raise GeminiTasksError(f"process {process.args!r} exited with {process.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
@@ -47,7 +53,7 @@ def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = 
     raise GeminiTasksError(f"nothing listening on port {port} after {timeout:g}s")
 
 
-def stop_process(process: subprocess.Popen, timeout: float = 15.0) -> None:
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
     """SIGTERM (a Celery worker's warm shutdown), then SIGKILL if it does not exit."""
     if process.poll() is not None:
         return
@@ -73,7 +79,7 @@ class RedisServer:
             "--save", "", "--appendonly", "yes" if appendonly else "no",
             "--daemonize", "no", "--loglevel", "warning",
         ]  # fmt: skip
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         with (self.workdir / "redis.log").open("ab") as log:
@@ -139,7 +145,7 @@ def start_worker(
     log_path: Path | None = None,
     cwd: Path | None = None,
     celery_args: Sequence[str] = (),
-) -> subprocess.Popen:
+) -> subprocess.Popen[bytes]:
     """One worker process (`gemini-tasks worker`) with `env` added to this environment.
 
     `cwd` decides which `.env` file the worker reads, if any; `celery_args` go to Celery.
@@ -171,9 +177,9 @@ def workers(
     concurrency: int,
     log_dir: Path | None = None,
     cwd: Path | None = None,
-) -> Iterator[list[subprocess.Popen]]:
+) -> Iterator[list[subprocess.Popen[bytes]]]:
     """`count` worker processes, stopped (warm shutdown) on exit."""
-    processes: list[subprocess.Popen] = []
+    processes: list[subprocess.Popen[bytes]] = []
     try:
         for i in range(count):
             log_path = log_dir / f"worker-{i}.log" if log_dir else None
@@ -202,12 +208,10 @@ def embedded_cluster(
     """Local mode: redis-server in a temporary directory, and worker processes.
 
     With `emulator_without_keys` and no `GEMINI_API_KEY_*` configured, the workers talk to
-    the emulator. This process's environment gets the cluster's `REDIS_URL`, so import
-    `gemini_tasks.celery` (directly or through `gemini_tasks.jobs`) only inside.
+    the emulator. This process's environment gets the cluster's `REDIS_URL` for as long as
+    the cluster runs, and its runtime is rebuilt on entry and on exit, so it talks to the
+    cluster inside and to nothing stale after.
     """
-    from gemini_tasks.keys import key_variable_names
-    from gemini_tasks.settings import load_env_file
-
     load_env_file()
     with ExitStack() as stack:
         log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gemini-tasks-")))
@@ -218,7 +222,19 @@ def embedded_cluster(
                 emulator({LOCAL_EMULATOR_KEY: "local"}, log_path=log_dir / "emulator.log")
             )
             env["GEMINI_API_KEY_1"] = LOCAL_EMULATOR_KEY
+        saved = {name: os.environ.get(name) for name in env}
         os.environ.update(env)
+        runtime.reset()
+        stack.callback(_restore_environment, saved)
         announce(f"Local mode: Redis and {workers_count} worker(s) in {log_dir}")
         stack.enter_context(workers(workers_count, env, concurrency, log_dir))
         yield env
+
+
+def _restore_environment(saved: Mapping[str, str | None]) -> None:
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    runtime.reset()

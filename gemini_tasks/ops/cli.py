@@ -19,8 +19,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from gemini_tasks import runtime
 from gemini_tasks import settings as settings_module
 from gemini_tasks.errors import GeminiTasksError
+from gemini_tasks.keys import load_keys
+from gemini_tasks.limits import Limits, LimitTable
+from gemini_tasks.ops import metrics as metrics_module
+from gemini_tasks.ops.jsonl import count_records, read_records, write_results
+from gemini_tasks.ops.local import embedded_cluster
+from gemini_tasks.pool import KeyState, operator_pool
+from gemini_tasks.producer import Job
+from gemini_tasks.producer import submit as submit_records
+from gemini_tasks.result import Result
 
 EXIT_ERROR = 1
 EXIT_PROMPTS_FAILED = 3
@@ -83,14 +93,18 @@ def worker(
 ) -> None:
     """Start a worker with the project's defaults (a threads pool).
 
-    Extra arguments go to `celery worker` unchanged.
+    Extra arguments go to `celery worker` unchanged. A worker without API keys refuses to
+    start.
 
     \b
     Example:
       gemini-tasks worker --concurrency 200 -n gpu-box-1@%h
     """
-    from gemini_tasks.celery import app, settings
+    from gemini_tasks.celery import app
 
+    settings = runtime.current().settings
+    # Said here, at once and plainly; the worker's own start-up check covers `celery -A`.
+    load_keys(settings.api_key_names or None, projects=settings.projects)
     argv = [
         "worker",
         "--pool",
@@ -127,7 +141,13 @@ def worker(
 @click.option("--error-503-rate", type=float, default=0.0, help="Share of calls answered 503.")
 @click.option("--hang-rate", type=float, default=0.0, help="Share of calls that hang.")
 @click.option("--hang-seconds", type=float, default=600.0, show_default=True)
-@click.option("--seed", type=int, default=None, help="Seed for the fault dice.")
+@click.option("--seed", type=int, default=None, help="Seed for the latency jitter.")
+@click.option(
+    "--scenario",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A JSON file of rules, quotas and revoked keys (what POST /_emulator/config takes).",
+)
 def emulator(
     host: str,
     port: int,
@@ -143,6 +163,7 @@ def emulator(
     hang_rate: float,
     hang_seconds: float,
     seed: int | None,
+    scenario: Path | None,
 ) -> None:
     """Serve the Gemini API emulator for offline runs and tests.
 
@@ -151,7 +172,10 @@ def emulator(
       gemini-tasks emulator --port 8765 --key fake-key-1@proj-a --rpm 10
       GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:8765 gemini-tasks worker
     """
-    from gemini_tasks.emulator import EmulatorConfig, Faults, Limits, serve
+    # Imported here: only this command needs the emulator (and aiohttp).
+    from gemini_tasks.emulator import EmulatorConfig, serve
+    from gemini_tasks.emulator.config import load_scenario
+    from gemini_tasks.emulator.rules import rates
 
     key_projects = {}
     for i, spec in enumerate(keys):
@@ -160,17 +184,14 @@ def emulator(
     config = EmulatorConfig(
         keys=key_projects,
         any_key=any_key,
-        limits=Limits(rpm=rpm, tpm=tpm, rpd=rpd),
-        faults=Faults(
-            latency=latency,
-            latency_jitter=latency_jitter,
-            error_500_rate=error_500_rate,
-            error_503_rate=error_503_rate,
-            hang_rate=hang_rate,
-            hang_seconds=hang_seconds,
-        ),
+        limits=LimitTable(None, Limits(rpm=rpm, tpm=tpm, rpd=rpd)),
+        rules=rates(error_500_rate, error_503_rate, hang_rate, hang_seconds),
+        latency=latency,
+        latency_jitter=latency_jitter,
         seed=seed,
     )
+    if scenario is not None:
+        load_scenario(scenario, config)
     serve(config, host, port)
 
 
@@ -188,14 +209,11 @@ QUEUE_OPTION = click.option(
 )
 
 
-def _submit_file(path: Path, queue: str | None) -> Any:
-    from gemini_tasks import jobs
-    from gemini_tasks.jsonl import count_records, read_records
-
+def _submit_file(path: Path, queue: str | None) -> Job:
     total = count_records(path)
     with _progress() as progress:
         bar = progress.add_task("submitting", total=total)
-        job = jobs.submit(
+        job = submit_records(
             read_records(path),
             on_submitted=lambda n: progress.update(bar, completed=n),
             queue=queue,
@@ -218,9 +236,7 @@ def submit(prompts: Path, as_json: bool, queue: str | None) -> None:
     click.echo(json.dumps({"job_id": job.id, "total": job.total}) if as_json else job.id)
 
 
-def _collect(job: Any, output: Path | None, timeout: float | None, as_completed: bool) -> int:
-    from gemini_tasks.jsonl import write_results
-
+def _collect(job: Job, output: Path | None, timeout: float | None, as_completed: bool) -> int:
     total = job.total
     failed = 0
     shown = []
@@ -246,11 +262,11 @@ def _collect(job: Any, output: Path | None, timeout: float | None, as_completed:
     return EXIT_PROMPTS_FAILED if failed else 0
 
 
-def _print_table(results: list[Any]) -> None:
+def _print_table(results: list[Result]) -> None:
     table = Table("#", "metadata", "response or error", "key", show_lines=False)
     for r in results:
         # Text cells, not markup: responses may contain [brackets] of their own.
-        text = Text((r.response or "")[:120]) if r.ok else Text(r.error[:120], style="red")
+        text = Text((r.response or "")[:120]) if r.ok else Text((r.error or "")[:120], style="red")
         table.add_row(str(r.index), Text(json.dumps(r.metadata)), text, r.key_id or "")
     Console().print(table)
 
@@ -267,8 +283,6 @@ def collect(job_id: str, output: Path | None, timeout: float | None, as_complete
     Example:
       gemini-tasks collect 3f2c...e1 -o results.jsonl --timeout 3600
     """
-    from gemini_tasks.jobs import Job
-
     sys.exit(_collect(Job.restore(job_id), output, timeout, as_completed))
 
 
@@ -279,8 +293,6 @@ def _cluster_for_run(workers: int, concurrency: int | None) -> Iterator[None]:
     if settings.redis_url_configured:
         yield
         return
-    from gemini_tasks.local import embedded_cluster
-
     with embedded_cluster(
         workers,
         concurrency or settings.concurrency,
@@ -342,8 +354,6 @@ def status(job_id: str, as_json: bool) -> None:
     Example:
       gemini-tasks status 3f2c...e1 --json
     """
-    from gemini_tasks.jobs import Job
-
     job = Job.restore(job_id)
     done, total = job.count_done()
     state = job.info().get("state", "unknown")
@@ -362,8 +372,6 @@ def forget(job_id: str) -> None:
     Example:
       gemini-tasks forget 3f2c...e1
     """
-    from gemini_tasks.jobs import Job
-
     Job.restore(job_id).forget()
     click.echo(f"forgot {job_id}")
 
@@ -373,8 +381,9 @@ def forget(job_id: str) -> None:
     "--model", default=None, help="The model whose state to show. [default: GEMINI_TASKS_MODEL]"
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--wide", is_flag=True, help="Every column: labels, counters and tokens.")
 @click.pass_context
-def keys(ctx: click.Context, model: str | None, as_json: bool) -> None:
+def keys(ctx: click.Context, model: str | None, as_json: bool, wide: bool) -> None:
     """Show every API key's state in the cluster (by key id; secrets never leave workers).
 
     \b
@@ -385,65 +394,59 @@ def keys(ctx: click.Context, model: str | None, as_json: bool) -> None:
     """
     if ctx.invoked_subcommand:
         return
-    from gemini_tasks.pool import get_keys_status_summary
-
-    summary = get_keys_status_summary(model)
+    rt = runtime.current()
+    states = operator_pool(rt).status(model or rt.settings.model)
     if as_json:
-        click.echo(json.dumps(summary, indent=2))
+        click.echo(json.dumps({s.key_id: s.seed_view() for s in states}, indent=2))
         return
-    if not summary:
+    if not states:
         stderr.print("No keys registered yet: a worker registers its keys when it starts.")
         return
-    table = Table(
-        "key id",
-        "label",
-        "project",
-        "status",
-        "left (s)",
-        "exhausted",
-        "in flight",
-        "requests",
-        "ok",
-        "429",
-        "errors",
-        "tokens",
-    )
-    for key_id, s in summary.items():
-        table.add_row(
-            key_id,
-            s["label"],
-            s["project"],
-            s["status"],
-            f"{s['seconds_left']:.0f}",
-            str(s["exhausted_count"]),
-            str(s["in_flight"]),
-            str(s["requests"]),
-            str(s["successes"]),
-            str(s["quota_errors"]),
-            str(s["failures"]),
-            str(s["tokens"]),
-        )
-    Console().print(table)
+    Console().print(_keys_table(states, wide))
+
+
+def _keys_table(states: list[KeyState], wide: bool) -> Table:
+    columns = ["key id", "project", "status", "left s", "in flight", "ok", "429"]
+    if wide:
+        columns[1:1] = ["label"]
+        columns += ["exhausted", "requests", "errors", "tokens"]
+    table = Table(*columns)
+    for s in states:
+        row = [s.key_id, s.project, s.status.value, f"{s.seconds_left:.0f}", str(s.in_flight),
+               str(s.successes), str(s.quota_errors)]  # fmt: skip
+        if wide:
+            row[1:1] = [s.label]
+            row += [str(s.exhausted_count), str(s.requests), str(s.failures), str(s.tokens)]
+        table.add_row(*row)
+    return table
 
 
 @keys.command("reset")
 @click.argument("key_id")
 def keys_reset(key_id: str) -> None:
-    """Return a key to AVAILABLE (after replacing a revoked key, or a quota increase)."""
-    from gemini_tasks.pool import operator_pool
+    """Return a key to AVAILABLE (after replacing a revoked key, or a quota increase).
 
+    \b
+    Example:
+      gemini-tasks keys reset key-1a2b3c4d5e6f
+    """
     if not operator_pool().reset(key_id):
         raise click.BadParameter(f"no key {key_id!r} is registered", param_hint="KEY_ID")
     click.echo(f"{key_id} is AVAILABLE")
 
 
 @main.command()
-@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option(
+    "--address",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to listen on; 0.0.0.0 exposes the metrics to the network, unauthenticated.",
+)
 @click.option("--port", type=int, default=9808, show_default=True)
 @click.option(
     "--model", default=None, help="The model whose state to show. [default: GEMINI_TASKS_MODEL]"
 )
-def metrics(host: str, port: int, model: str | None) -> None:
+def metrics(address: str, port: int, model: str | None) -> None:
     """Serve the key pool's metrics for Prometheus at /metrics.
 
     \b
@@ -451,8 +454,5 @@ def metrics(host: str, port: int, model: str | None) -> None:
       gemini-tasks metrics --port 9808 &
       curl -s localhost:9808/metrics | grep gemini_tasks_usable_keys
     """
-    from gemini_tasks.metrics import serve
-    from gemini_tasks.pool import operator_pool
-
-    settings = settings_module.load()
-    serve(operator_pool(settings), model or settings.model, port, host)
+    rt = runtime.current()
+    metrics_module.serve(operator_pool(rt), model or rt.settings.model, port, address)

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from gemini_tasks.pool import KeyPool, KeyStatus
+from gemini_tasks.pool.state import KeyState
 
 
 class PoolCollector:
@@ -48,17 +49,17 @@ class PoolCollector:
             labels=key_labels,
         )  # fmt: skip
         waits = []
-        for key_id, info in status.items():
-            values = [key_id, info["label"], info["project"], self.model]
-            for name in KeyStatus:
-                state.add_metric([*values, name.value], float(info["status"] == name.value))
+        for key in status:
+            values = [key.key_id, key.label, key.project, self.model]
+            for status_name in KeyStatus:
+                state.add_metric([*values, status_name.value], float(key.status is status_name))
             for name, family in counters.items():
-                family.add_metric(values, info[name])
-            in_flight.add_metric(values, info["in_flight"])
-            seconds_left.add_metric(values, info["seconds_left"])
-            if info["status"] != KeyStatus.FAILED_INIT.value:
-                waits.append(info["seconds_left"])
-        usable = sum(info["status"] == KeyStatus.AVAILABLE.value for info in status.values())
+                family.add_metric(values, _counter(key, name))
+            in_flight.add_metric(values, key.in_flight)
+            seconds_left.add_metric(values, key.seconds_left)
+            if key.status is not KeyStatus.FAILED_INIT:
+                waits.append(key.seconds_left)
+        usable = sum(key.status is KeyStatus.AVAILABLE for key in status)
         yield state
         yield from counters.values()
         yield in_flight
@@ -73,7 +74,12 @@ class PoolCollector:
         )
 
 
-def serve(pool: KeyPool, model: str, port: int, host: str = "0.0.0.0") -> None:
+def _counter(key: KeyState, name: str) -> float:
+    value: int = getattr(key, name)
+    return float(value)
+
+
+def serve(pool: KeyPool, model: str, port: int, host: str = "127.0.0.1") -> None:
     """Serve `/metrics` until interrupted."""
     registry = CollectorRegistry()
     registry.register(PoolCollector(pool, model))

@@ -1,0 +1,97 @@
+"""What the emulator knows and plays: its keys and their projects, quotas and tiers,
+revoked keys, fault rules and latency. Set at start, and changed while it runs through
+`POST /_emulator/config` (tests change it between scenarios) or a scenario file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gemini_tasks.emulator.payloads import REVOCATIONS
+from gemini_tasks.emulator.rules import Rule, parse_rule
+from gemini_tasks.limits import Limits, LimitTable
+
+
+@dataclass
+class EmulatorConfig:
+    keys: dict[str, str] = field(default_factory=dict)  # secret -> project
+    # For dry runs: every key is accepted, each in a project of its own.
+    any_key: bool = False
+    limits: LimitTable = field(default_factory=lambda: LimitTable(None))
+    tiers: dict[str, str] = field(default_factory=dict)  # project -> "free" | "paid"
+    zero_quota: set[str] = field(default_factory=set)  # "model" or "project/model"
+    revoked: dict[str, str] = field(default_factory=dict)  # secret or key id -> reason
+    rules: list[Rule] = field(default_factory=list)
+    latency: float = 0.0
+    latency_jitter: float = 0.0
+    seed: int | None = None
+    # Thinking tokens each answer reports, as a thinking model's do (0: none).
+    thoughts_tokens: int = 0
+    # Gemini's documented limit on a request's size, inline media included.
+    request_limit_bytes: int = 20 * 1024 * 1024
+    file_ttl_seconds: float = 48 * 3600
+    video_processing_seconds: float = 1.0
+
+
+def _limits(raw: dict[str, Any]) -> Limits:
+    return Limits(**{k: int(v) for k, v in raw.items()})
+
+
+def limit_table(update: dict[str, Any], current: LimitTable) -> LimitTable:
+    """`current` with the limit sections `update` names replaced."""
+    per_project_model = current.per_project_model
+    if "project_model_limits" in update:
+        per_project_model = {}
+        for target, raw in update["project_model_limits"].items():
+            project, _, model = target.partition("/")
+            per_project_model[(project, model)] = _limits(raw)
+    return LimitTable(
+        None,
+        _limits(update["limits"]) if "limits" in update else current.default,
+        (
+            {m: _limits(v) for m, v in update["model_limits"].items()}
+            if "model_limits" in update
+            else current.per_model
+        ),
+        (
+            {p: _limits(v) for p, v in update["project_limits"].items()}
+            if "project_limits" in update
+            else current.per_project
+        ),
+        per_project_model,
+    )
+
+
+_SCALARS = {
+    "latency": float, "latency_jitter": float, "thoughts_tokens": int,
+    "request_limit_bytes": int, "video_processing_seconds": float,
+}  # fmt: skip
+
+
+def apply(config: EmulatorConfig, update: dict[str, Any]) -> None:
+    """Change `config` as `update` says (its JSON form); ValueError names what is wrong."""
+    if "keys" in update:
+        config.keys.update({str(k): str(v) for k, v in update["keys"].items()})
+    if "revoked" in update:
+        revoked = {str(k): str(v) for k, v in update["revoked"].items()}
+        if set(revoked.values()) - set(REVOCATIONS):
+            raise ValueError(f"revoked: reasons must be among {', '.join(REVOCATIONS)}")
+        config.revoked = revoked
+    if "tiers" in update:
+        config.tiers = {str(p): str(t) for p, t in update["tiers"].items()}
+    if "zero_quota" in update:
+        config.zero_quota = {str(m) for m in update["zero_quota"]}
+    if "rules" in update:
+        config.rules = [parse_rule(raw, i) for i, raw in enumerate(update["rules"])]
+    config.limits = limit_table(update, config.limits)
+    for name, kind in _SCALARS.items():
+        if name in update:
+            setattr(config, name, kind(update[name]))
+
+
+def load_scenario(path: Path, config: EmulatorConfig) -> None:
+    """Apply a scenario file: the same JSON object `POST /_emulator/config` takes."""
+    apply(config, json.loads(path.read_text()))

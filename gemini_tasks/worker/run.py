@@ -1,0 +1,237 @@
+"""One execution of one prompt: lease a key, call Gemini, apply the decision, repeat.
+
+The rules live in `decide`; this loop only does what they say. A prompt that must wait
+for a key longer than a worker thread should sleep raises `RequeueForKey`, carrying what
+the next execution needs to go on where this one stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from google.genai import types
+
+from gemini_tasks.errors import ErrorKind, GeminiCallError, GeminiTasksError, InvalidPrompt
+from gemini_tasks.keys import redact
+from gemini_tasks.media.refs import MediaRef
+from gemini_tasks.pool import Lease
+from gemini_tasks.records import StagedRecord, parse_staged
+from gemini_tasks.result import Result, metadata_of
+from gemini_tasks.worker import response as responses
+from gemini_tasks.worker.classify import classify
+from gemini_tasks.worker.clients import client_for
+from gemini_tasks.worker.context import WorkerContext
+from gemini_tasks.worker.decide import Action, Decision, PromptState, decide
+from gemini_tasks.worker.request import build_request, estimate_tokens
+
+log = logging.getLogger(__name__)
+
+
+class RequeueForKey(Exception):
+    """No key is usable for longer than a worker thread should sleep."""
+
+    def __init__(self, seconds: float, carry: dict[str, Any]):
+        super().__init__(f"next key usable in {seconds:.1f}s")
+        self.seconds = seconds
+        self.carry = carry
+
+
+class _KeyUnavailable(GeminiTasksError):
+    """The prompt cannot get a key within its limits; the message says why."""
+
+
+@dataclass
+class _Media:
+    """A prompt's media for one project: which refs go through the Files API, and the
+    bytes of those sent inline."""
+
+    refs: list[MediaRef]
+    to_upload: set[int]
+    inline: dict[int, bytes]
+
+
+class PromptRun:
+    """One execution of one prompt; `carry` survives a re-queue."""
+
+    def __init__(
+        self,
+        ctx: WorkerContext,
+        raw_record: Any,
+        index: int,
+        task_id: str | None,
+        carry: dict[str, Any] | None,
+    ):
+        carry = carry or {}
+        self.ctx, self.settings = ctx, ctx.runtime.settings
+        self.raw_record = raw_record
+        self.result = Result(index=index, metadata=metadata_of(raw_record), task_id=task_id)
+        self.result.attempts = carry.get("attempts", 0)
+        self.state = PromptState(server_failures=carry.get("server_failures", 0))
+        self.waiting_since: float | None = carry.get("waiting_since")
+        self.key_wait = carry.get("key_wait_seconds", 0.0)
+        self.started = time.time()
+        self.deadline = time.monotonic() + self.settings.task_time_limit
+        self.api_seconds = self.backoff_seconds = 0.0
+
+    def carry(self) -> dict[str, Any]:
+        return {
+            "attempts": self.result.attempts,
+            "waiting_since": self.waiting_since,
+            "key_wait_seconds": self.key_wait,
+            "server_failures": self.state.server_failures,
+        }
+
+    def run(self) -> Result:
+        try:
+            record = parse_staged(self.raw_record)
+            media = self._media(record)
+        except InvalidPrompt as exc:
+            self.result.fail(ErrorKind.INVALID_PROMPT, f"invalid prompt: {exc}")
+        else:
+            try:
+                self._until_done(record, media, record.model or self.settings.model)
+            except _KeyUnavailable as exc:
+                self.result.fail(ErrorKind.QUOTA, str(exc))
+        self.result.timings = {
+            "started_at": self.started,
+            "finished_at": time.time(),
+            "api_seconds": round(self.api_seconds, 6),
+            "backoff_seconds": round(self.backoff_seconds, 6),
+            "key_wait_seconds": round(self.key_wait, 6),
+        }
+        return self.result
+
+    def _media(self, record: StagedRecord) -> _Media:
+        uploads = self.ctx.uploads
+        refs = list(record.media)
+        to_upload = uploads.plan_uploads(refs)
+        try:
+            inline = uploads.inline_data(refs, to_upload)
+        except FileNotFoundError as exc:
+            raise InvalidPrompt(f"media unavailable: {exc}; submit the prompt again") from None
+        return _Media(refs, to_upload, inline)
+
+    def _until_done(self, record: StagedRecord, media: _Media, model: str) -> None:
+        tokens = estimate_tokens(record)
+        while True:
+            if self.deadline - time.monotonic() <= 0:
+                self.result.fail(
+                    ErrorKind.TIME_LIMIT,
+                    f"task time limit of {self.settings.task_time_limit:g}s reached after "
+                    f"{self.result.attempts} attempts; last error: {self.result.error}",
+                )
+                return
+            lease = self._lease(model, tokens)
+            self.result.attempts += 1
+            self.result.key_id, self.result.model = lease.key.id, model
+            error, parts = self._call(lease, record, media, model)
+            decision = decide(
+                error,
+                self.state,
+                self.ctx.policy,
+                project=lease.key.project,
+                used_uploads=bool(media.to_upload),
+            )
+            if self._apply(decision, lease, media, parts):
+                return
+
+    def _call(
+        self, lease: Lease, record: StagedRecord, media: _Media, model: str
+    ) -> tuple[GeminiCallError | None, list[types.Part]]:
+        """One call with `lease`'s key; releases the lease with what the call taught."""
+        started = time.monotonic()
+        parts: list[types.Part] = []
+        try:
+            client = client_for(
+                lease.key,
+                self.settings.gemini_base_url,
+                self.settings.request_timeout,
+                self.ctx.threads,
+            )
+            project = lease.key.project
+            parts = [
+                self.ctx.uploads.part(ref, media.inline.get(i), client, project)
+                for i, ref in enumerate(media.refs)
+            ]
+            remaining = self.deadline - started
+            request = build_request(
+                record,
+                model,
+                # The client's own timeout applies unless less time than that is left.
+                remaining if remaining < self.settings.request_timeout else None,
+                parts,
+                label=str(self.result.task_id or self.result.index),
+            )
+            answer = client.models.generate_content(
+                model=request.model, contents=request.contents, config=request.config
+            )
+        except Exception as exc:  # every failure is classified, and the decision handles it
+            self.api_seconds += time.monotonic() - started
+            error = classify(exc)
+            self.ctx.pool.release(lease, error)
+            return error, parts
+        self.api_seconds += time.monotonic() - started
+        self.ctx.pool.release(lease, None, responses.prompt_tokens(answer))
+        responses.fill(self.result, answer)
+        return None, parts
+
+    def _apply(
+        self, decision: Decision, lease: Lease, media: _Media, parts: list[types.Part]
+    ) -> bool:
+        """Do what `decision` says; True when the prompt is done."""
+        self.state = decision.state
+        if decision.action is Action.SUCCEED:
+            return True
+        message = redact(decision.message, self.ctx.pool.key_list)
+        self.result.fail(decision.kind or ErrorKind.SERVER, message)
+        log.warning(
+            "task %s attempt %d with %s failed: %s",
+            self.result.task_id,
+            self.result.attempts,
+            lease.key.id,
+            message,
+        )
+        if decision.action is Action.FAIL:
+            return True
+        if decision.action is Action.REUPLOAD:
+            used = {p.file_data.file_uri for p in parts if p.file_data}
+            stale = [media.refs[i] for i in media.to_upload]
+            self.ctx.uploads.forget(lease.key.project, stale, used)
+        elif decision.action is Action.BACKOFF:
+            delay = random.uniform(0, decision.backoff_ceiling)
+            delay = min(delay, max(0.0, self.deadline - time.monotonic()))
+            time.sleep(delay)
+            self.backoff_seconds += delay
+        return False
+
+    def _lease(self, model: str, tokens: int) -> Lease:
+        """A key for the next call: sleeps through short waits, re-queues for long ones."""
+        while True:
+            got = self.ctx.pool.acquire(model, tokens)
+            if isinstance(got, Lease):
+                return got
+            if got.seconds == float("inf"):
+                raise _KeyUnavailable(
+                    f"no usable API key: all {len(self.ctx.pool.keys)} keys of this worker are "
+                    f"FAILED_INIT (invalid); last error: {self.result.error}"
+                )
+            if self.waiting_since is None:
+                self.waiting_since = time.time()
+            waited = time.time() - self.waiting_since
+            if waited + got.seconds > self.settings.max_key_wait:
+                raise _KeyUnavailable(
+                    f"all keys exhausted: next key usable in {got.seconds:.0f}s, after "
+                    f"{waited:.0f}s of waiting (GEMINI_TASKS_MAX_KEY_WAIT="
+                    f"{self.settings.max_key_wait:g}); last error: {self.result.error}"
+                )
+            left = self.deadline - time.monotonic() - 1
+            if got.seconds > min(self.settings.short_key_wait, left):
+                raise RequeueForKey(got.seconds, self.carry())
+            # Jitter, so the threads woken for one freed key do not all ask at once.
+            pause = got.seconds + random.uniform(0, 0.05)
+            time.sleep(pause)
+            self.key_wait += pause
