@@ -26,15 +26,16 @@ FIELDS = (*TEXT_FIELDS, *MEDIA_FIELDS)
 
 # The `GenerateContentConfig` fields that shape what Gemini generates. Everything else the
 # SDK accepts there (`http_options` above all: base URL, headers, API version, timeouts)
-# changes how or where the worker connects, or is set by gemini_tasks itself.
+# changes how or where the worker connects, is set by gemini_tasks itself, or is refused by
+# the SDK for the Gemini API (routing_config, model_selection_config, audio_timestamp).
 GENERATION_FIELDS = frozenset(
     {
         "temperature", "top_p", "top_k", "candidate_count", "max_output_tokens",
         "stop_sequences", "response_logprobs", "logprobs", "presence_penalty",
         "frequency_penalty", "seed", "response_mime_type", "response_schema",
         "response_json_schema", "safety_settings", "tools", "tool_config", "labels",
-        "response_modalities", "media_resolution", "speech_config", "audio_timestamp",
-        "thinking_config", "image_config", "routing_config", "model_selection_config",
+        "response_modalities", "media_resolution", "speech_config", "thinking_config",
+        "image_config",
     }
 )  # fmt: skip
 _BY_NORMAL_NAME = {name.replace("_", ""): name for name in GENERATION_FIELDS}

@@ -113,6 +113,8 @@ class PromptRun:
             inline = uploads.inline_data(refs, to_upload)
         except FileNotFoundError as exc:
             raise InvalidPrompt(f"media unavailable: {exc}; submit the prompt again") from None
+        except ValueError as exc:  # the store refused a reference that is not its own
+            raise InvalidPrompt(f"media refused: {exc}") from None
         return _Media(refs, to_upload, inline)
 
     def _until_done(self, record: StagedRecord, media: _Media, model: str) -> None:
