@@ -152,67 +152,83 @@ def load_env_file() -> None:
     load_dotenv(find_dotenv(usecwd=True), override=False)
 
 
+PREFIX = "GEMINI_TASKS_"
+
+
+class _Env:
+    """Reads `GEMINI_TASKS_<name>` settings from one environment."""
+
+    def __init__(self, env: Mapping[str, str]):
+        self.env = env
+
+    def get(self, name: str, default: T, parse: Callable[[str], T]) -> T:
+        return _read(self.env, PREFIX + name, default, parse)
+
+
+def _limits(e: _Env, model: str) -> LimitTable:
+    no_limits: tuple[dict[str, Limits], dict[tuple[str, str], Limits]] = ({}, {})
+    per_model, per_project = e.get("LIMITS", no_limits, parse_limits)
+    return LimitTable(
+        default_model=model,
+        default=Limits(
+            rpm=e.get("RPM", 0, _COUNT), tpm=e.get("TPM", 0, _COUNT), rpd=e.get("RPD", 0, _COUNT)
+        ),
+        per_model=per_model,
+        per_project_model=per_project,
+    )
+
+
+def _time_limits(e: _Env) -> tuple[float, int, float]:
+    """The task time limit, the visibility timeout above it, and the request timeout."""
+    task_time_limit = e.get("TASK_TIME_LIMIT", 600.0, _POSITIVE_FLOAT)
+    visibility_timeout = e.get("VISIBILITY_TIMEOUT", 3600, _POSITIVE_INT)
+    if visibility_timeout <= task_time_limit:
+        # The broker would hand a still-running task to a second worker.
+        raise ConfigError(
+            f"{PREFIX}VISIBILITY_TIMEOUT={visibility_timeout} must be greater than "
+            f"{PREFIX}TASK_TIME_LIMIT={task_time_limit:g}"
+        )
+    request_timeout = e.get("REQUEST_TIMEOUT", 120.0, _POSITIVE_FLOAT)
+    return task_time_limit, visibility_timeout, min(request_timeout, task_time_limit)
+
+
 def load(env: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from `env` (default: `.env` merged under `os.environ`)."""
     if env is None:
         load_env_file()
         env = os.environ
+    e = _Env(env)
     redis_url = _read(env, "REDIS_URL", DEFAULT_REDIS_URL, _redis_url)
-    prefix = "GEMINI_TASKS_"
-    task_time_limit = _read(env, prefix + "TASK_TIME_LIMIT", 600.0, _POSITIVE_FLOAT)
-    visibility_timeout = _read(env, prefix + "VISIBILITY_TIMEOUT", 3600, _POSITIVE_INT)
-    if visibility_timeout <= task_time_limit:
-        # The broker would hand a still-running task to a second worker.
-        raise ConfigError(
-            f"GEMINI_TASKS_VISIBILITY_TIMEOUT={visibility_timeout} must be greater than "
-            f"GEMINI_TASKS_TASK_TIME_LIMIT={task_time_limit:g}"
-        )
-    request_timeout = _read(env, prefix + "REQUEST_TIMEOUT", 120.0, _POSITIVE_FLOAT)
-    model = _read(env, prefix + "MODEL", DEFAULT_MODEL, str)
-    no_limits: tuple[dict[str, Limits], dict[tuple[str, str], Limits]] = ({}, {})
-    per_model, per_project = _read(env, prefix + "LIMITS", no_limits, parse_limits)
-    limits = LimitTable(
-        default_model=model,
-        default=Limits(
-            rpm=_read(env, prefix + "RPM", 0, _COUNT),
-            tpm=_read(env, prefix + "TPM", 0, _COUNT),
-            rpd=_read(env, prefix + "RPD", 0, _COUNT),
-        ),
-        per_model=per_model,
-        per_project_model=per_project,
-    )
+    model = e.get("MODEL", DEFAULT_MODEL, str)
+    task_time_limit, visibility_timeout, request_timeout = _time_limits(e)
     return Settings(
         redis_url=redis_url,
-        broker_url=_read(env, prefix + "BROKER_URL", redis_url, _redis_url),
-        result_backend=_read(env, prefix + "RESULT_BACKEND", redis_url, _redis_url),
+        broker_url=e.get("BROKER_URL", redis_url, _redis_url),
+        result_backend=e.get("RESULT_BACKEND", redis_url, _redis_url),
         model=model,
         task_time_limit=task_time_limit,
         visibility_timeout=visibility_timeout,
-        result_expires=_read(env, prefix + "RESULT_EXPIRES", 7 * 24 * 3600, _POSITIVE_INT),
-        max_retries=_read(env, prefix + "MAX_RETRIES", 5, _COUNT),
-        request_timeout=min(request_timeout, task_time_limit),
-        retry_backoff=_read(env, prefix + "RETRY_BACKOFF", 1.0, _POSITIVE_FLOAT),
-        retry_backoff_max=_read(env, prefix + "RETRY_BACKOFF_MAX", 60.0, _POSITIVE_FLOAT),
-        concurrency=_read(env, prefix + "CONCURRENCY", 100, _POSITIVE_INT),
-        queue=_read(env, prefix + "QUEUE", "gemini_tasks", str),
-        key_prefix=_read(env, prefix + "KEY_PREFIX", "gemini_tasks", str),
-        log_level=_read(env, prefix + "LOG_LEVEL", "INFO", _log_level),
+        result_expires=e.get("RESULT_EXPIRES", 7 * 24 * 3600, _POSITIVE_INT),
+        max_retries=e.get("MAX_RETRIES", 5, _COUNT),
+        request_timeout=request_timeout,
+        retry_backoff=e.get("RETRY_BACKOFF", 1.0, _POSITIVE_FLOAT),
+        retry_backoff_max=e.get("RETRY_BACKOFF_MAX", 60.0, _POSITIVE_FLOAT),
+        concurrency=e.get("CONCURRENCY", 100, _POSITIVE_INT),
+        queue=e.get("QUEUE", "gemini_tasks", str),
+        key_prefix=e.get("KEY_PREFIX", "gemini_tasks", str),
+        log_level=e.get("LOG_LEVEL", "INFO", _log_level),
         gemini_base_url=env.get("GOOGLE_GEMINI_BASE_URL") or None,
         redis_url_configured=bool(env.get("REDIS_URL")),
-        api_key_names=_read(env, prefix + "API_KEY_NAMES", (), _names),
-        projects=_read(env, prefix + "PROJECTS", {}, _projects),
-        key_cooldown_seconds=_read(env, prefix + "KEY_COOLDOWN_SECONDS", 0.0, _SECONDS),
-        exhausted_wait_seconds=_read(env, prefix + "EXHAUSTED_WAIT_SECONDS", 60.0, _SECONDS),
-        fully_exhausted_wait_seconds=_read(
-            env, prefix + "FULLY_EXHAUSTED_WAIT_SECONDS", 43200.0, _SECONDS
-        ),
-        max_exhausted_retries=_read(env, prefix + "MAX_EXHAUSTED_RETRIES", 3, _POSITIVE_INT),
-        limits=limits,
-        max_key_wait=_read(env, prefix + "MAX_KEY_WAIT", 90000.0, _SECONDS),
-        short_key_wait=_read(env, prefix + "SHORT_KEY_WAIT", 30.0, _SECONDS),
-        media_store=_read(env, prefix + "MEDIA_STORE", "redis", _media_store),
-        log_format=_read(env, prefix + "LOG_FORMAT", "text", _log_format),
-        inline_limit_bytes=_read(
-            env, prefix + "INLINE_LIMIT_BYTES", 20 * 1024 * 1024, _POSITIVE_INT
-        ),
+        api_key_names=e.get("API_KEY_NAMES", (), _names),
+        projects=e.get("PROJECTS", {}, _projects),
+        key_cooldown_seconds=e.get("KEY_COOLDOWN_SECONDS", 0.0, _SECONDS),
+        exhausted_wait_seconds=e.get("EXHAUSTED_WAIT_SECONDS", 60.0, _SECONDS),
+        fully_exhausted_wait_seconds=e.get("FULLY_EXHAUSTED_WAIT_SECONDS", 43200.0, _SECONDS),
+        max_exhausted_retries=e.get("MAX_EXHAUSTED_RETRIES", 3, _POSITIVE_INT),
+        limits=_limits(e, model),
+        max_key_wait=e.get("MAX_KEY_WAIT", 90000.0, _SECONDS),
+        short_key_wait=e.get("SHORT_KEY_WAIT", 30.0, _SECONDS),
+        media_store=e.get("MEDIA_STORE", "redis", _media_store),
+        log_format=e.get("LOG_FORMAT", "text", _log_format),
+        inline_limit_bytes=e.get("INLINE_LIMIT_BYTES", 20 * 1024 * 1024, _POSITIVE_INT),
     )

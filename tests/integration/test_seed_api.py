@@ -135,6 +135,33 @@ def test_local_mode_starts_and_stops_everything(emulator, tmp_path):
         assert probe.connect_ex(("127.0.0.1", port)) != 0, "the embedded Redis was left running"
 
 
+TWICE_SCRIPT = """
+import os
+from gemini_tasks import AdvancedApiKeyManager, GeminiParallelProcessor
+from gemini_tasks.seed import shutdown_local_cluster
+for round_ in range(2):
+    processor = GeminiParallelProcessor(AdvancedApiKeyManager(), "gemini-2.0-flash-001")
+    [(metadata, response, error)] = processor.process_prompts([{"prompt": f"round {round_}"}])
+    print(response, error, os.environ["REDIS_URL"])
+    shutdown_local_cluster()
+print("REDIS_URL" in os.environ)
+"""
+
+
+def test_a_process_can_start_a_local_cluster_again(emulator, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    done = subprocess.run(
+        [sys.executable, "-c", TWICE_SCRIPT], capture_output=True, text=True, timeout=120,
+        env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    first, second, gone = done.stdout.splitlines()
+    assert first.startswith("echo: round 0 None redis://127.0.0.1:")
+    assert second.startswith("echo: round 1 None redis://127.0.0.1:")
+    assert first.split()[-1] != second.split()[-1]  # a new embedded Redis, not the dead one
+    assert gone == "False"
+
+
 def test_local_mode_without_redis_server_is_a_clear_error(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env["PATH"] = str(Path(sys.executable).parent)  # a PATH without redis-server

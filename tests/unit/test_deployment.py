@@ -18,7 +18,7 @@ README = (ROOT / "README.md").read_text()
 
 
 def setting_names() -> set[str]:
-    names = {f"GEMINI_TASKS_{n}" for n in re.findall(r'prefix \+ "([A-Z_]+)"', SETTINGS)}
+    names = {f"GEMINI_TASKS_{n}" for n in re.findall(r'e\.get\("([A-Z_]+)"', SETTINGS)}
     return names | {"REDIS_URL", "GOOGLE_GEMINI_BASE_URL"}
 
 
