@@ -7,6 +7,7 @@ failed call to Gemini (the worker's `classify` builds them from what the SDK rai
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 
 
@@ -18,6 +19,9 @@ class ErrorKind(str, Enum):
     KEY_INVALID = "key_invalid"  # Gemini refused the key: the key's fault, not the prompt's
     QUOTA = "quota"  # no key had quota left within the time the prompt may wait
     SERVER = "server"  # 5xx, overloads, timeouts, network failures, past every retry
+    CAPACITY = "capacity"  # Gemini short of capacity (a 429 naming no quota), past the budget
+    STORAGE = "storage"  # the project's Files API storage is full
+    BLOCKED = "blocked"  # Gemini refused to answer the prompt (safety, recitation, ...)
     NO_CONTENT = "no_content"  # Gemini answered without text
     TIME_LIMIT = "time_limit"  # the task's own deadline passed
     LOST = "lost"  # the task ended without storing a result (a broker or worker failure)
@@ -65,8 +69,28 @@ class GeminiCallError(GeminiTasksError):
         self.status = status
 
 
+@dataclass(frozen=True)
+class QuotaViolation:
+    """One quota a 429 names: its id and the limit Gemini enforced (None when it named none,
+    which it does for a limit of 0: the model has no such quota on the project's tier)."""
+
+    quota_id: str
+    limit: int | None
+
+    @property
+    def measure(self) -> str | None:
+        """ "rpd", "rpm" or "tpm" for the generate quotas the pool paces by."""
+        if "PerDay" in self.quota_id:
+            return "rpd"
+        if "Token" in self.quota_id:
+            return "tpm"
+        if "PerMinute" in self.quota_id:
+            return "rpm"
+        return None
+
+
 class QuotaExceeded(GeminiCallError):
-    """429 RESOURCE_EXHAUSTED: this key's project is over one of its quotas."""
+    """429 RESOURCE_EXHAUSTED naming the quotas this key's project is over."""
 
     kind = ErrorKind.QUOTA
 
@@ -75,17 +99,43 @@ class QuotaExceeded(GeminiCallError):
         message: str,
         *,
         retry_delay: float | None = None,
-        quota_id: str | None = None,
+        violations: tuple[QuotaViolation, ...] = (),
         code: int | None = 429,
         status: str | None = "RESOURCE_EXHAUSTED",
     ):
         super().__init__(message, code=code, status=status)
         self.retry_delay = retry_delay
-        self.quota_id = quota_id
+        self.violations = violations
 
     @property
     def is_daily(self) -> bool:
-        return bool(self.quota_id) and "PerDay" in (self.quota_id or "")
+        return any(v.measure == "rpd" for v in self.violations)
+
+    @property
+    def is_zero(self) -> bool:
+        """The model has no quota at all on the project's tier: waiting cannot help."""
+        return any(v.limit in (None, 0) and v.measure for v in self.violations)
+
+    @property
+    def learned(self) -> dict[str, int]:
+        """The limits the 429 says the project has, by measure."""
+        return {v.measure: v.limit for v in self.violations if v.measure and v.limit}
+
+
+class CapacityExhausted(GeminiCallError):
+    """429 RESOURCE_EXHAUSTED naming no quota: Gemini is short of capacity for everyone."""
+
+    kind = ErrorKind.CAPACITY
+
+    def __init__(self, message: str, *, retry_delay: float | None = None, code: int | None = 429):
+        super().__init__(message, code=code, status="RESOURCE_EXHAUSTED")
+        self.retry_delay = retry_delay
+
+
+class StorageExhausted(GeminiCallError):
+    """429 for the project's Files API storage (20 GB): files must go, waiting will not do."""
+
+    kind = ErrorKind.STORAGE
 
 
 class KeyInvalid(GeminiCallError):
@@ -95,9 +145,23 @@ class KeyInvalid(GeminiCallError):
 
 
 class InvalidRequest(GeminiCallError):
-    """Gemini refused the request itself (4xx); sending it again cannot help."""
+    """Gemini refused the request itself (4xx); sending it again cannot help.
+
+    `about_file` says the refusal named an uploaded file (which Gemini may have forgotten).
+    """
 
     kind = ErrorKind.INVALID_REQUEST
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        status: str | None = None,
+        about_file: bool = False,
+    ):
+        super().__init__(message, code=code, status=status)
+        self.about_file = about_file
 
 
 class TransientError(GeminiCallError):

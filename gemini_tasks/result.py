@@ -33,6 +33,8 @@ class Result:
     model: str | None = None
     model_version: str | None = None
     finish_reason: str | None = None
+    # The answer stopped at max_output_tokens: the text is there, but cut short.
+    truncated: bool = False
     usage: dict[str, Any] | None = None
     key_id: str | None = None
     worker: str | None = None

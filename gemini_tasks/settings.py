@@ -52,6 +52,7 @@ class Settings:
     limits: LimitTable
     max_key_wait: float
     short_key_wait: float
+    outage_budget: float
     media_store: str
     inline_limit_bytes: int
     log_format: str
@@ -228,6 +229,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         limits=_limits(e, model),
         max_key_wait=e.get("MAX_KEY_WAIT", 90000.0, _SECONDS),
         short_key_wait=e.get("SHORT_KEY_WAIT", 30.0, _SECONDS),
+        outage_budget=e.get("OUTAGE_BUDGET", 6 * 3600.0, _SECONDS),
         media_store=e.get("MEDIA_STORE", "redis", _media_store),
         log_format=e.get("LOG_FORMAT", "text", _log_format),
         inline_limit_bytes=e.get("INLINE_LIMIT_BYTES", 20 * 1024 * 1024, _POSITIVE_INT),

@@ -395,14 +395,24 @@ def keys(ctx: click.Context, model: str | None, as_json: bool, wide: bool) -> No
     if ctx.invoked_subcommand:
         return
     rt = runtime.current()
-    states = operator_pool(rt).status(model or rt.settings.model)
+    status = operator_pool(rt).status(model or rt.settings.model)
     if as_json:
-        click.echo(json.dumps({s.key_id: s.seed_view() for s in states}, indent=2))
+        click.echo(json.dumps({s.key_id: s.seed_view() for s in status.keys}, indent=2))
         return
-    if not states:
+    if not status.keys:
         stderr.print("No keys registered yet: a worker registers its keys when it starts.")
         return
-    Console().print(_keys_table(states, wide))
+    Console().print(_keys_table(status.keys, wide))
+    state = status.model
+    if state.outage_seconds_left:
+        click.echo(
+            f"{state.model}: Gemini is failing; calls resume in {state.outage_seconds_left:.0f}s"
+        )
+    if state.capacity_seconds_left:
+        click.echo(f"{state.model}: short of capacity; waiting {state.capacity_seconds_left:.0f}s")
+    for key in status.keys:
+        if key.reason:
+            click.echo(f"{key.key_id}: {key.status.value}: {key.reason}")
 
 
 def _keys_table(states: list[KeyState], wide: bool) -> Table:

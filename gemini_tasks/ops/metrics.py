@@ -6,7 +6,6 @@ Redis at that moment, so any machine can run it and several may.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator
 
@@ -14,7 +13,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from gemini_tasks.pool import KeyPool, KeyStatus
-from gemini_tasks.pool.state import KeyState
+from gemini_tasks.pool.state import KeyState, ModelState
 
 
 class PoolCollector:
@@ -48,8 +47,12 @@ class PoolCollector:
             "gemini_tasks_key_seconds_left", "Seconds until the key leaves its state",
             labels=key_labels,
         )  # fmt: skip
-        waits = []
-        for key in status:
+        reasons = GaugeMetricFamily(
+            "gemini_tasks_key_reason",
+            "1 for a key that is out (FAILED_INIT) or exhausted, labelled with why",
+            labels=[*key_labels, "reason"],
+        )
+        for key in status.keys:
             values = [key.key_id, key.label, key.project, self.model]
             for status_name in KeyStatus:
                 state.add_metric([*values, status_name.value], float(key.status is status_name))
@@ -57,21 +60,35 @@ class PoolCollector:
                 family.add_metric(values, _counter(key, name))
             in_flight.add_metric(values, key.in_flight)
             seconds_left.add_metric(values, key.seconds_left)
-            if key.status is not KeyStatus.FAILED_INIT:
-                waits.append(key.seconds_left)
-        usable = sum(key.status is KeyStatus.AVAILABLE for key in status)
+            if key.reason:
+                reasons.add_metric([*values, key.reason[:200]], 1.0)
         yield state
+        yield reasons
         yield from counters.values()
         yield in_flight
         yield seconds_left
         yield GaugeMetricFamily(
-            "gemini_tasks_usable_keys", "Keys usable now", value=usable, labels=None
+            "gemini_tasks_usable_keys", "Keys usable now", value=status.usable, labels=None
         )
         yield GaugeMetricFamily(
             "gemini_tasks_seconds_until_next_key",
             "Seconds until a key is usable (0 if one is now, +Inf if every key has failed)",
-            value=0.0 if usable else (min(waits) if waits else math.inf),
+            value=status.seconds_until_usable(),
         )
+        yield from _model_metrics(status.model)
+
+
+def _model_metrics(model: ModelState) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "gemini_tasks_model_outage_seconds",
+        "Seconds the model's circuit stays open (Gemini failing for everyone), 0 if closed",
+        value=model.outage_seconds_left,
+    )
+    yield GaugeMetricFamily(
+        "gemini_tasks_model_capacity_backoff_seconds",
+        "Seconds every key of the model waits after a capacity 429",
+        value=model.capacity_seconds_left,
+    )
 
 
 def _counter(key: KeyState, name: str) -> float:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from gemini_tasks import runtime
-from gemini_tasks.pool.pool import KeyPool, Lease, NoKeyYet, PoolConfig
-from gemini_tasks.pool.state import WINDOW, KeyState, KeyStatus
+from gemini_tasks.pool.pool import KeyPool, Lease, NoKeyYet, PoolConfig, Released
+from gemini_tasks.pool.state import WINDOW, KeyState, KeyStatus, ModelState, PoolStatus
 
 __all__ = [
     "WINDOW",
@@ -19,8 +19,11 @@ __all__ = [
     "KeyState",
     "KeyStatus",
     "Lease",
+    "ModelState",
     "NoKeyYet",
     "PoolConfig",
+    "PoolStatus",
+    "Released",
     "get_keys_status_summary",
     "operator_pool",
 ]
@@ -37,5 +40,5 @@ def get_keys_status_summary(model: str | None = None) -> dict[str, dict[str, Any
     (default `GEMINI_TASKS_MODEL`): per key id its `status`, `seconds_left`,
     `exhausted_count` and counters."""
     rt = runtime.current()
-    states = operator_pool(rt).status(model or rt.settings.model)
-    return {state.key_id: state.seed_view() for state in states}
+    status = operator_pool(rt).status(model or rt.settings.model)
+    return {state.key_id: state.seed_view() for state in status.keys}

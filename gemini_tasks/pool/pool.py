@@ -1,31 +1,36 @@
 """`KeyPool`: a process's handle on the cluster-wide key pool.
 
 Each change is one atomic script (`lua/*.lua`), timed by the Redis server's clock, so all
-workers on all machines agree at once that a key is cooling down, exhausted or invalid.
-Redis never holds a secret: keys are known there by `ApiKey.id`, and a worker offers the
-scripts only the keys it holds, so it never leases a key it lacks.
+workers on all machines agree at once that a key is cooling down, exhausted or invalid, or
+that a model is overloaded. Redis never holds a secret: keys are known there by
+`ApiKey.id`. A worker registers its keys once, as a key set, with the pool's settings and
+its configured limits; from then on it names the set, and leases only keys it holds.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
-from gemini_tasks.errors import GeminiCallError, KeyInvalid, QuotaExceeded
+from gemini_tasks.errors import (
+    CapacityExhausted,
+    GeminiCallError,
+    KeyInvalid,
+    QuotaExceeded,
+)
 from gemini_tasks.keys import ApiKey
 from gemini_tasks.keyspace import Keyspace
-from gemini_tasks.limits import LimitTable, daily_resets
+from gemini_tasks.limits import Limits, LimitTable, daily_resets
 from gemini_tasks.pool import scripts
-from gemini_tasks.pool.state import WINDOW, KeyState, key_state
+from gemini_tasks.pool.state import WINDOW, PoolStatus, pool_status
 from gemini_tasks.settings import Settings
-
-# How soon to ask again while the only usable keys are unproven ones with a call in flight.
-PROBE_WAIT = 0.2
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,23 @@ class PoolConfig:
     fully_exhausted_wait: float
     max_exhausted_retries: int
     limits: LimitTable
+    # A lease covers one call; past this its holder is taken for dead.
     lease_seconds: float
+    # How soon to ask again while the only usable keys are unproven ones with a call in flight.
+    probe_wait: float = 0.2
+    # A model's circuit opens when `circuit_ratio` of its last `circuit_window` calls across
+    # the cluster failed on Gemini's side, and stays open `circuit_base` seconds, doubling on
+    # each failed probe up to `circuit_max`.
+    circuit_window: int = 20
+    circuit_ratio: float = 1.0
+    circuit_base: float = 1.0
+    circuit_max: float = 30.0
+    # A capacity 429 holds the model for `capacity_base` seconds, doubling up to the max.
+    capacity_base: float = 1.0
+    capacity_max: float = 30.0
+    # No Retry-After longer than this is believed (one has been seen at 2**63 seconds).
+    max_retry_delay: float = 86400.0
+    window: float = field(default=WINDOW)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PoolConfig:
@@ -45,9 +66,47 @@ class PoolConfig:
             fully_exhausted_wait=settings.fully_exhausted_wait_seconds,
             max_exhausted_retries=settings.max_exhausted_retries,
             limits=settings.limits,
-            # A lease covers one call; past this its holder is taken for dead.
             lease_seconds=settings.request_timeout + 30,
         )
+
+    def script_settings(self) -> dict[str, float]:
+        return {
+            "cooldown": self.cooldown,
+            "exhausted_wait": self.exhausted_wait,
+            "fully_exhausted_wait": self.fully_exhausted_wait,
+            "max_exhausted_retries": self.max_exhausted_retries,
+            "lease_seconds": self.lease_seconds,
+            "probe_wait": self.probe_wait,
+            "circuit_window": self.circuit_window,
+            "circuit_ratio": self.circuit_ratio,
+            "circuit_base": self.circuit_base,
+            "circuit_max": self.circuit_max,
+            "capacity_base": self.capacity_base,
+            "capacity_max": self.capacity_max,
+            "max_retry_delay": self.max_retry_delay,
+            "window": self.window,
+        }
+
+
+def _spec(limits: Limits) -> str:
+    return f"{limits.rpm} {limits.tpm} {limits.rpd}"
+
+
+def limit_fields(table: LimitTable) -> dict[str, str]:
+    """A limit table as the scripts read it: `pm:<project>:<model>`, `p:<project>`,
+    `m:<model>` and `default` (for `default_model`, when set) -> "rpm tpm rpd"."""
+    fields = {f"pm:{p}:{m}": _spec(v) for (p, m), v in table.per_project_model.items()}
+    fields |= {f"p:{p}": _spec(v) for p, v in table.per_project.items()}
+    fields |= {f"m:{m}": _spec(v) for m, v in table.per_model.items()}
+    fields["default"] = _spec(table.default)
+    if table.default_model is not None:
+        fields["default_model"] = table.default_model
+    return fields
+
+
+def keyset_id(keys: list[ApiKey]) -> str:
+    """The id of a set of keys: workers that hold the same keys share one ready index."""
+    return hashlib.sha256(",".join(sorted(k.id for k in keys)).encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -60,9 +119,36 @@ class Lease:
 
 @dataclass(frozen=True)
 class NoKeyYet:
-    """No key is usable now; one will be in `seconds` (infinite: every key has failed)."""
+    """No key is usable now; one will be in `seconds` (infinite: every key has failed).
+    `reason` says what holds them: "keys" (cooldowns, quotas, probes), "capacity" (Gemini
+    short of capacity) or "outage" (the model's circuit is open)."""
 
     seconds: float
+    reason: str = "keys"
+
+
+@dataclass(frozen=True)
+class Released:
+    exhausted_count: int  # the project's exhaustions in a row for the model
+    outage: bool  # the model's circuit is open: Gemini is failing for everyone
+
+
+def _report(error: GeminiCallError | None) -> list[str | float]:
+    """outcome, retry delay, quota scope, learned limits and reason, as release.lua takes."""
+    if error is None:
+        return ["success", 0, "", "", ""]
+    retry, quota, learned, reason = 0.0, "", "", ""
+    if isinstance(error, QuotaExceeded):
+        retry = error.retry_delay or 0.0
+        quota = "zero" if error.is_zero else "day" if error.is_daily else "minute"
+        found = error.learned
+        learned = " ".join(str(found.get(m, 0)) for m in ("rpm", "tpm", "rpd"))
+        reason = str(error)
+    elif isinstance(error, CapacityExhausted):
+        retry = error.retry_delay or 0.0
+    elif isinstance(error, KeyInvalid):
+        reason = str(error)
+    return [error.kind.value, retry, quota, learned, reason]
 
 
 class KeyPool:
@@ -75,105 +161,66 @@ class KeyPool:
         self.keys = {key.id: key for key in keys}
         self.config = config
         self.keyspace = keyspace
+        self.keyset = keyset_id(keys)
         self._scripts = scripts.register(client)
 
     @property
     def key_list(self) -> list[ApiKey]:
         return list(self.keys.values())
 
+    def _run(self, name: str, *args: Any) -> Any:
+        return self._scripts[name](keys=[], args=[self.keyspace.tag, *args])
+
     def register(self) -> None:
-        """Announce this worker's keys (ids, labels and projects; never secrets)."""
-        if self.keys:
-            self.redis.hset(
-                self.keyspace.key_registry(),
-                mapping={
-                    key.id: json.dumps({"label": key.label, "project": key.project})
-                    for key in self.keys.values()
-                },
-            )
+        """Announce this worker's keys (ids, labels and projects; never secrets), the pool's
+        settings and the configured limits."""
+        flat: list[str] = []
+        for key in self.keys.values():
+            flat += [key.id, key.project, key.label]
+        self._run(
+            "register",
+            self.keyset,
+            json.dumps(self.config.script_settings()),
+            json.dumps(limit_fields(self.config.limits)),
+            *flat,
+        )
 
     def acquire(self, model: str, tokens: int = 1) -> Lease | NoKeyYet:
         """Lease the least recently used usable key, or learn how long until one is usable."""
         lease_id = uuid.uuid4().hex
-        args: list[str | int | float] = [
-            self.keyspace.tag,
-            model,
-            lease_id,
-            self.config.lease_seconds,
-            self.config.cooldown,
-            tokens,
-            WINDOW,
-            daily_resets(time.time()),
-            PROBE_WAIT,
-        ]
-        for key in self.keys.values():
-            limits = self.config.limits.for_(key.project, model)
-            args += [key.id, key.project, limits.rpm, limits.tpm, limits.rpd]
-        reply = self._scripts["acquire"](keys=[self.keyspace.leases()], args=args)
+        reply = self._run(
+            "acquire", self.keyset, model, lease_id, tokens, daily_resets(time.time())
+        )
         verdict = reply[0].decode()
         if verdict == "ok":
             return Lease(lease_id, self.keys[reply[1].decode()], model, float(reply[2]))
         if verdict == "wait":
-            return NoKeyYet(float(reply[1]))
+            return NoKeyYet(float(reply[1]), reply[2].decode())
         return NoKeyYet(math.inf)
 
     def release(
         self, lease: Lease, error: GeminiCallError | None = None, tokens_used: int = 0
-    ) -> int:
-        """End `lease`, recording the call's outcome; returns the project's exhaustion count."""
-        retry_delay, scope, reason = 0.0, "", ""
-        if isinstance(error, QuotaExceeded):
-            retry_delay = error.retry_delay or 0.0
-            if error.quota_id:
-                scope = "day" if error.is_daily else "minute"
-        if isinstance(error, KeyInvalid):
-            reason = str(error)
-        return int(
-            self._scripts["release"](
-                keys=[self.keyspace.leases()],
-                args=[
-                    self.keyspace.tag,
-                    lease.id,
-                    lease.key.id,
-                    lease.key.project,
-                    lease.model,
-                    lease.acquired_at,
-                    "success" if error is None else error.kind.value,
-                    tokens_used,
-                    retry_delay,
-                    scope,
-                    self.config.exhausted_wait,
-                    self.config.fully_exhausted_wait,
-                    self.config.max_exhausted_retries,
-                    daily_resets(time.time()),
-                    reason,
-                ],
-            )
+    ) -> Released:
+        """End `lease`, recording the call's outcome."""
+        outcome, retry, quota, learned, reason = _report(error)
+        count, circuit = self._run(
+            "release",
+            lease.id,
+            outcome,
+            tokens_used,
+            retry,
+            quota,
+            learned,
+            reason,
+            daily_resets(time.time()),
         )
+        return Released(int(count), circuit == b"open")
 
     def reset(self, key_id: str) -> bool:
         """Return a key to AVAILABLE; False if no worker ever registered it."""
-        registry = self.keyspace.key_registry()
-        entry = self.redis.hget(registry, key_id)
-        if entry is None:
-            return False
-        project = json.loads(entry)["project"]
-        return bool(
-            self._scripts["reset"](keys=[registry], args=[self.keyspace.tag, key_id, project])
-        )
+        return bool(self._run("reset", key_id))
 
-    def status(self, model: str) -> list[KeyState]:
-        """Every registered key's state for `model`, by key id."""
-        raw = json.loads(
-            self._scripts["status"](
-                keys=[self.keyspace.key_registry()],
-                args=[self.keyspace.tag, model, WINDOW, daily_resets(time.time())],
-            )
-        )
-        now = raw["now"]
-        return [
-            key_state(
-                key_id, entry, now, self.config.limits.for_(entry["registry"]["project"], model)
-            )
-            for key_id, entry in sorted(raw["keys"].items())
-        ]
+    def status(self, model: str) -> PoolStatus:
+        """Every registered key's state for `model`, and the model's own."""
+        raw = json.loads(self._run("status", model, daily_resets(time.time())))
+        return pool_status(raw, model)

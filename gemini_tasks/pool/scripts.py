@@ -12,7 +12,7 @@ from importlib import resources
 import redis
 from redis.commands.core import Script
 
-NAMES = ("acquire", "release", "reset", "status")
+NAMES = ("register", "acquire", "release", "reset", "status")
 
 
 def _text(name: str) -> str:

@@ -1,8 +1,18 @@
 """How a failed call to Gemini maps onto gemini_tasks' errors.
 
-`classify` turns whatever the google-genai SDK or the network raised into one of
-`QuotaExceeded`, `KeyInvalid`, `InvalidRequest` or `TransientError`; the worker's
-decision then says whether to rotate keys, give up at once, or back off and try again.
+`classify` turns whatever the google-genai SDK or the network raised into one of the
+`GeminiCallError` kinds; the worker's decision then says whether to rotate keys, back off,
+wait out an outage, or give up. What tells them apart, as production Gemini answers
+(gemini_tasks/emulator/payloads.py cites a public report for each body):
+
+- 429 with a QuotaFailure naming generate quotas: the project's quota (`QuotaExceeded`);
+  naming `FileStorageBytesPerProject`: the project's uploads are full (`StorageExhausted`);
+  naming nothing: Gemini's own capacity is short (`CapacityExhausted`).
+- 400 API_KEY_INVALID, 401, and the 403s that end a key or its project (leaked,
+  suspended, denied, API disabled, blocked): the key is out for good (`KeyInvalid`).
+- 5xx (502 pages that are not JSON included), 499, 408, timeouts and network failures:
+  transient (`TransientError`).
+- Other 4xx: the request's own fault (`InvalidRequest`); `about_file` when it names a file.
 """
 
 from __future__ import annotations
@@ -15,15 +25,29 @@ import httpx2
 from google.genai import errors as genai_errors
 
 from gemini_tasks.errors import (
+    CapacityExhausted,
     GeminiCallError,
     InvalidRequest,
     KeyInvalid,
     QuotaExceeded,
+    QuotaViolation,
+    StorageExhausted,
     TransientError,
 )
 
 _TRANSPORT_ERRORS = (ConnectionError, TimeoutError, httpx2.TransportError)
-_KEY_REASONS = {"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED", "SERVICE_DISABLED"}
+_KEY_REASONS = frozenset(
+    {"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED", "SERVICE_DISABLED",
+     "CONSUMER_SUSPENDED", "BILLING_DISABLED"}
+)  # fmt: skip
+# 403 messages that end a key or its project, where no ErrorInfo says so.
+_KEY_MESSAGES = re.compile(
+    r"reported as leaked|has been suspended|denied access|has not been used in project|"
+    r"billing to be enabled|are blocked",
+    re.IGNORECASE,
+)
+_FILE_MESSAGE = re.compile(r"\bFile\b")
+_DELAY = re.compile(r"retry in (\d+(?:\.\d+)?)s", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -31,7 +55,8 @@ class _ErrorBody:
     message: str
     reasons: frozenset[str]
     retry_delay: float | None
-    quota_id: str | None
+    violations: tuple[QuotaViolation, ...]
+    has_quota_failure: bool
 
 
 def _duration_seconds(value: Any) -> float | None:
@@ -42,6 +67,14 @@ def _duration_seconds(value: Any) -> float | None:
     return float(match.group(1)) if match else None
 
 
+def _violation(raw: Any) -> QuotaViolation | None:
+    if not isinstance(raw, dict) or not raw.get("quotaId"):
+        return None
+    value = raw.get("quotaValue")
+    limit = int(value) if isinstance(value, (str, int)) and str(value).isdigit() else None
+    return QuotaViolation(str(raw["quotaId"]), limit)
+
+
 def _parse_body(details: Any) -> _ErrorBody:
     error = details.get("error", details) if isinstance(details, dict) else {}
     if not isinstance(error, dict):
@@ -49,7 +82,8 @@ def _parse_body(details: Any) -> _ErrorBody:
     message = str(error.get("message") or "").strip()
     reasons: set[str] = set()
     retry_delay = None
-    quota_id = None
+    violations: list[QuotaViolation] = []
+    has_quota_failure = False
     for detail in error.get("details") or []:
         if not isinstance(detail, dict):
             continue
@@ -59,11 +93,24 @@ def _parse_body(details: Any) -> _ErrorBody:
         elif kind.endswith("google.rpc.RetryInfo"):
             retry_delay = _duration_seconds(detail.get("retryDelay"))
         elif kind.endswith("google.rpc.QuotaFailure"):
-            ids = [v.get("quotaId") for v in detail.get("violations") or [] if isinstance(v, dict)]
-            # A per-day violation outranks a per-minute one: it decides how long to wait.
-            named = sorted((str(i) for i in ids if i), key=lambda i: "PerDay" not in i)
-            quota_id = named[0] if named else None
-    return _ErrorBody(message, frozenset(reasons), retry_delay, quota_id)
+            has_quota_failure = True
+            found = (_violation(v) for v in detail.get("violations") or [])
+            violations.extend(v for v in found if v is not None)
+    if retry_delay is None and (match := _DELAY.search(message)):
+        retry_delay = float(match.group(1))  # "Please retry in 45.218844857s."
+    return _ErrorBody(
+        message, frozenset(reasons), retry_delay, tuple(violations), has_quota_failure
+    )
+
+
+def _classify_429(text: str, body: _ErrorBody, status: str) -> GeminiCallError:
+    if any("FileStorageBytes" in v.quota_id for v in body.violations):
+        return StorageExhausted(text, code=429, status=status)
+    if body.has_quota_failure and any(v.measure for v in body.violations):
+        return QuotaExceeded(
+            text, retry_delay=body.retry_delay, violations=body.violations, status=status
+        )
+    return CapacityExhausted(text, retry_delay=body.retry_delay)
 
 
 def classify(exc: BaseException) -> GeminiCallError:
@@ -76,14 +123,14 @@ def classify(exc: BaseException) -> GeminiCallError:
         status = exc.status or ""
         text = f"{code} {status}: {body.message or 'no message'}".strip()
         if code == 429:
-            return QuotaExceeded(
-                text, retry_delay=body.retry_delay, quota_id=body.quota_id, status=status
-            )
-        if body.reasons & _KEY_REASONS or code == 401:
+            return _classify_429(text, body, status)
+        key_refused = code == 403 and bool(_KEY_MESSAGES.search(body.message))
+        if body.reasons & _KEY_REASONS or code == 401 or key_refused:
             return KeyInvalid(text, code=code, status=status)
-        if code >= 500 or code in (408, 409):
+        if code >= 500 or code in (408, 409, 499):
             return TransientError(text, code=code, status=status)
-        return InvalidRequest(text, code=code, status=status)
+        about_file = bool(_FILE_MESSAGE.search(body.message))
+        return InvalidRequest(text, code=code, status=status, about_file=about_file)
     if isinstance(exc, _TRANSPORT_ERRORS):
         name = type(exc).__name__
         detail = str(exc) or "no detail"

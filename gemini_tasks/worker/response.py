@@ -1,31 +1,74 @@
-"""What a Gemini response puts into a prompt's `Result`."""
+"""What a Gemini response says, and what it puts into a prompt's `Result`.
+
+Gemini answers HTTP 200 without text more often than an ideal API would (the emulator's
+`answers.py` cites the reports): a prompt blocked before any candidate, a candidate
+stopped for safety or recitation, a thinking model that spent its whole output budget
+thinking, and, intermittently, an empty STOP that a retry usually fixes.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import Enum
+
 from google.genai import types
 
-from gemini_tasks.errors import ErrorKind
 from gemini_tasks.result import Result
 
+# Finish reasons that mean Gemini would not answer this prompt (google-genai's FinishReason).
+REFUSALS = frozenset(
+    {"SAFETY", "RECITATION", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "IMAGE_SAFETY",
+     "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION", "LANGUAGE"}
+)  # fmt: skip
 
-def fill(result: Result, response: types.GenerateContentResponse) -> None:
-    """Record the answer, its usage and why it stopped; an answer without text is an error."""
+
+class AnswerKind(Enum):
+    TEXT = "text"  # an answer (truncated at MAX_TOKENS or not)
+    EMPTY = "empty"  # no text, for no reason Gemini gave: worth asking again
+    BLOCKED = "blocked"  # Gemini refused to answer the prompt
+    THOUGHT_ONLY = "thought_only"  # MAX_TOKENS reached while thinking: no text at all
+
+
+@dataclass(frozen=True)
+class Answer:
+    kind: AnswerKind
+    reason: str | None = None  # the block or finish reason
+
+
+def _value(enum: object) -> str | None:
+    return str(getattr(enum, "value", enum)) if enum is not None else None
+
+
+def read(response: types.GenerateContentResponse) -> Answer:
+    """What kind of answer `response` is."""
+    feedback = response.prompt_feedback
+    if feedback is not None and feedback.block_reason is not None:
+        return Answer(AnswerKind.BLOCKED, _value(feedback.block_reason))
+    candidate = response.candidates[0] if response.candidates else None
+    finish = _value(candidate.finish_reason) if candidate else None
+    parts = candidate.content.parts if candidate and candidate.content else None
+    if any(part.text and not part.thought for part in parts or []):
+        return Answer(AnswerKind.TEXT, finish)
+    if finish in REFUSALS:
+        return Answer(AnswerKind.BLOCKED, finish)
+    if finish == "MAX_TOKENS":
+        return Answer(AnswerKind.THOUGHT_ONLY, finish)
+    return Answer(AnswerKind.EMPTY, finish)
+
+
+def fill(result: Result, response: types.GenerateContentResponse, answer: Answer) -> None:
+    """Record the call's usage and why it stopped, and the text of an answer that has it."""
     result.model_version = response.model_version
     if response.usage_metadata is not None:
         result.usage = response.usage_metadata.model_dump(mode="json", exclude_none=True)
-    candidate = response.candidates[0] if response.candidates else None
-    if candidate is not None and candidate.finish_reason is not None:
-        result.finish_reason = str(candidate.finish_reason.value)
-    text = response.text
-    if text is None:
-        feedback = response.prompt_feedback
-        block = feedback.block_reason.value if feedback and feedback.block_reason else None
-        result.fail(
-            ErrorKind.NO_CONTENT,
-            f"Gemini returned no text (finish reason {result.finish_reason}, block reason {block})",
-        )
-        return
-    result.response, result.error, result.error_kind = text, None, None
+    result.finish_reason = answer.reason
+    if answer.kind is AnswerKind.TEXT:
+        candidate = (response.candidates or [])[0]
+        parts = candidate.content.parts if candidate.content else None
+        texts = [part.text for part in parts or [] if part.text and not part.thought]
+        result.response = "".join(texts)
+        result.truncated = answer.reason == "MAX_TOKENS"
+        result.error, result.error_kind = None, None
 
 
 def prompt_tokens(response: types.GenerateContentResponse) -> int:

@@ -1,8 +1,11 @@
 """One execution of one prompt: lease a key, call Gemini, apply the decision, repeat.
 
-The rules live in `decide`; this loop only does what they say. A prompt that must wait
-for a key longer than a worker thread should sleep raises `RequeueForKey`, carrying what
-the next execution needs to go on where this one stopped.
+The rules live in `decide`; this loop only does what they say. Waiting is of two kinds:
+for a key (cooldowns, quotas), up to `GEMINI_TASKS_MAX_KEY_WAIT` in all; and through an
+outage or a capacity shortage of the model, up to `GEMINI_TASKS_OUTAGE_BUDGET`. Neither
+counts against the task's time limit, which bounds the time spent calling and backing
+off. A wait for a key longer than a worker thread should sleep raises `RequeueForKey`,
+carrying what the next execution needs to go on where this one stopped.
 """
 
 from __future__ import annotations
@@ -18,17 +21,21 @@ from google.genai import types
 from gemini_tasks.errors import ErrorKind, GeminiCallError, GeminiTasksError, InvalidPrompt
 from gemini_tasks.keys import redact
 from gemini_tasks.media.refs import MediaRef
-from gemini_tasks.pool import Lease
+from gemini_tasks.pool import Lease, NoKeyYet
 from gemini_tasks.records import StagedRecord, parse_staged
 from gemini_tasks.result import Result, metadata_of
 from gemini_tasks.worker import response as responses
 from gemini_tasks.worker.classify import classify
 from gemini_tasks.worker.clients import client_for
 from gemini_tasks.worker.context import WorkerContext
-from gemini_tasks.worker.decide import Action, Decision, PromptState, decide
+from gemini_tasks.worker.decide import Action, Call, Decision, PromptState, decide
 from gemini_tasks.worker.request import build_request, estimate_tokens
 
 log = logging.getLogger(__name__)
+
+# Longest sleep between two looks at the pool while waiting: a key reset, a quota that
+# returns or a worker with new keys is noticed within this.
+POLL = 2.0
 
 
 class RequeueForKey(Exception):
@@ -40,14 +47,18 @@ class RequeueForKey(Exception):
         self.carry = carry
 
 
-class _KeyUnavailable(GeminiTasksError):
-    """The prompt cannot get a key within its limits; the message says why."""
+class _GiveUp(GeminiTasksError):
+    """The prompt cannot go on; `kind` and the message say why."""
+
+    def __init__(self, kind: ErrorKind, message: str):
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass
 class _Media:
-    """A prompt's media for one project: which refs go through the Files API, and the
-    bytes of those sent inline."""
+    """A prompt's media: which refs go through the Files API, and the bytes of those sent
+    inline."""
 
     refs: list[MediaRef]
     to_upload: set[int]
@@ -71,8 +82,8 @@ class PromptRun:
         self.result = Result(index=index, metadata=metadata_of(raw_record), task_id=task_id)
         self.result.attempts = carry.get("attempts", 0)
         self.state = PromptState(server_failures=carry.get("server_failures", 0))
-        self.waiting_since: float | None = carry.get("waiting_since")
-        self.key_wait = carry.get("key_wait_seconds", 0.0)
+        self.key_wait = float(carry.get("key_wait_seconds", 0.0))
+        self.outage_wait = float(carry.get("outage_wait_seconds", 0.0))
         self.started = time.time()
         self.deadline = time.monotonic() + self.settings.task_time_limit
         self.api_seconds = self.backoff_seconds = 0.0
@@ -80,8 +91,8 @@ class PromptRun:
     def carry(self) -> dict[str, Any]:
         return {
             "attempts": self.result.attempts,
-            "waiting_since": self.waiting_since,
             "key_wait_seconds": self.key_wait,
+            "outage_wait_seconds": self.outage_wait,
             "server_failures": self.state.server_failures,
         }
 
@@ -89,19 +100,18 @@ class PromptRun:
         try:
             record = parse_staged(self.raw_record)
             media = self._media(record)
+            self._until_done(record, media, record.model or self.settings.model)
         except InvalidPrompt as exc:
             self.result.fail(ErrorKind.INVALID_PROMPT, f"invalid prompt: {exc}")
-        else:
-            try:
-                self._until_done(record, media, record.model or self.settings.model)
-            except _KeyUnavailable as exc:
-                self.result.fail(ErrorKind.QUOTA, str(exc))
+        except _GiveUp as exc:
+            self.result.fail(exc.kind, str(exc))
         self.result.timings = {
             "started_at": self.started,
             "finished_at": time.time(),
             "api_seconds": round(self.api_seconds, 6),
             "backoff_seconds": round(self.backoff_seconds, 6),
             "key_wait_seconds": round(self.key_wait, 6),
+            "outage_wait_seconds": round(self.outage_wait, 6),
         }
         return self.result
 
@@ -121,65 +131,53 @@ class PromptRun:
         tokens = estimate_tokens(record)
         while True:
             if self.deadline - time.monotonic() <= 0:
-                self.result.fail(
+                raise _GiveUp(
                     ErrorKind.TIME_LIMIT,
                     f"task time limit of {self.settings.task_time_limit:g}s reached after "
                     f"{self.result.attempts} attempts; last error: {self.result.error}",
                 )
-                return
             lease = self._lease(model, tokens)
             self.result.attempts += 1
             self.result.key_id, self.result.model = lease.key.id, model
-            error, parts = self._call(lease, record, media, model)
-            decision = decide(
-                error,
-                self.state,
-                self.ctx.policy,
-                project=lease.key.project,
-                used_uploads=bool(media.to_upload),
-            )
-            if self._apply(decision, lease, media, parts):
+            outcome, parts, outage = self._call(lease, record, media, model)
+            call = Call(lease.key.project, bool(media.to_upload), outage)
+            if self._apply(decide(outcome, self.state, self.ctx.policy, call), lease, media, parts):
                 return
 
     def _call(
         self, lease: Lease, record: StagedRecord, media: _Media, model: str
-    ) -> tuple[GeminiCallError | None, list[types.Part]]:
-        """One call with `lease`'s key; releases the lease with what the call taught."""
+    ) -> tuple[GeminiCallError | responses.Answer, list[types.Part], bool]:
+        """One call with `lease`'s key; releases the lease with what the call taught.
+        Returns the outcome, the media parts sent, and whether the model is in an outage."""
         started = time.monotonic()
         parts: list[types.Part] = []
         try:
             client = client_for(
-                lease.key,
-                self.settings.gemini_base_url,
-                self.settings.request_timeout,
+                lease.key, self.settings.gemini_base_url, self.settings.request_timeout,
                 self.ctx.threads,
-            )
-            project = lease.key.project
+            )  # fmt: skip
             parts = [
-                self.ctx.uploads.part(ref, media.inline.get(i), client, project)
+                self.ctx.uploads.part(ref, media.inline.get(i), client, lease.key.project)
                 for i, ref in enumerate(media.refs)
             ]
             remaining = self.deadline - started
-            request = build_request(
-                record,
-                model,
-                # The client's own timeout applies unless less time than that is left.
-                remaining if remaining < self.settings.request_timeout else None,
-                parts,
-                label=str(self.result.task_id or self.result.index),
-            )
+            # The client's own timeout applies unless less time than that is left.
+            timeout = remaining if remaining < self.settings.request_timeout else None
+            label = str(self.result.task_id or self.result.index)
+            request = build_request(record, model, timeout, parts, label=label)
             answer = client.models.generate_content(
                 model=request.model, contents=request.contents, config=request.config
             )
         except Exception as exc:  # every failure is classified, and the decision handles it
             self.api_seconds += time.monotonic() - started
             error = classify(exc)
-            self.ctx.pool.release(lease, error)
-            return error, parts
+            released = self.ctx.pool.release(lease, error)
+            return error, parts, released.outage
         self.api_seconds += time.monotonic() - started
         self.ctx.pool.release(lease, None, responses.prompt_tokens(answer))
-        responses.fill(self.result, answer)
-        return None, parts
+        kind = responses.read(answer)
+        responses.fill(self.result, answer, kind)
+        return kind, parts, False
 
     def _apply(
         self, decision: Decision, lease: Lease, media: _Media, parts: list[types.Part]
@@ -192,17 +190,21 @@ class PromptRun:
         self.result.fail(decision.kind or ErrorKind.SERVER, message)
         log.warning(
             "task %s attempt %d with %s failed: %s",
-            self.result.task_id,
-            self.result.attempts,
-            lease.key.id,
-            message,
-        )
+            self.result.task_id, self.result.attempts, lease.key.id, message,
+        )  # fmt: skip
         if decision.action is Action.FAIL:
             return True
         if decision.action is Action.REUPLOAD:
             used = {p.file_data.file_uri for p in parts if p.file_data}
             stale = [media.refs[i] for i in media.to_upload]
             self.ctx.uploads.forget(lease.key.project, stale, used)
+        elif decision.action is Action.FREE_STORAGE:
+            client = client_for(
+                lease.key, self.settings.gemini_base_url, self.settings.request_timeout
+            )
+            freed = self.ctx.uploads.free_storage(client, lease.key.project)
+            log.warning("project %s's file storage is full: deleted %d unneeded uploads",
+                        lease.key.project, freed)  # fmt: skip
         elif decision.action is Action.BACKOFF:
             delay = random.uniform(0, decision.backoff_ceiling)
             delay = min(delay, max(0.0, self.deadline - time.monotonic()))
@@ -211,29 +213,44 @@ class PromptRun:
         return False
 
     def _lease(self, model: str, tokens: int) -> Lease:
-        """A key for the next call: sleeps through short waits, re-queues for long ones."""
+        """A key for the next call, waiting as the pool says; re-queues for long key waits."""
         while True:
             got = self.ctx.pool.acquire(model, tokens)
             if isinstance(got, Lease):
                 return got
-            if got.seconds == float("inf"):
-                raise _KeyUnavailable(
-                    f"no usable API key: all {len(self.ctx.pool.keys)} keys of this worker are "
-                    f"FAILED_INIT (invalid); last error: {self.result.error}"
-                )
-            if self.waiting_since is None:
-                self.waiting_since = time.time()
-            waited = time.time() - self.waiting_since
-            if waited + got.seconds > self.settings.max_key_wait:
-                raise _KeyUnavailable(
-                    f"all keys exhausted: next key usable in {got.seconds:.0f}s, after "
-                    f"{waited:.0f}s of waiting (GEMINI_TASKS_MAX_KEY_WAIT="
-                    f"{self.settings.max_key_wait:g}); last error: {self.result.error}"
-                )
-            left = self.deadline - time.monotonic() - 1
-            if got.seconds > min(self.settings.short_key_wait, left):
+            self._check_wait(got)
+            if got.reason == "keys" and got.seconds > self.settings.short_key_wait:
                 raise RequeueForKey(got.seconds, self.carry())
             # Jitter, so the threads woken for one freed key do not all ask at once.
-            pause = got.seconds + random.uniform(0, 0.05)
+            pause = min(got.seconds, POLL) + random.uniform(0, 0.05)
             time.sleep(pause)
-            self.key_wait += pause
+            self.deadline += pause  # waiting is not working: the time limit does not run
+            if got.reason == "keys":
+                self.key_wait += pause
+            else:
+                self.outage_wait += pause
+
+    def _check_wait(self, got: NoKeyYet) -> None:
+        """Give up when the wait the pool names is beyond what this prompt may wait."""
+        last = self.result.error
+        if got.seconds == float("inf"):
+            raise _GiveUp(
+                ErrorKind.KEY_INVALID,
+                f"no usable API key: all {len(self.ctx.pool.keys)} keys of this worker are "
+                f"FAILED_INIT (invalid or revoked); last error: {last}",
+            )
+        budget = self.settings.outage_budget
+        if got.reason != "keys" and self.outage_wait + got.seconds > budget:
+            kind = ErrorKind.CAPACITY if got.reason == "capacity" else ErrorKind.SERVER
+            raise _GiveUp(
+                kind,
+                f"Gemini unavailable ({got.reason}) for {self.outage_wait:.0f}s, past "
+                f"GEMINI_TASKS_OUTAGE_BUDGET={budget:g}; last error: {last}",
+            )
+        if got.reason == "keys" and self.key_wait + got.seconds > self.settings.max_key_wait:
+            raise _GiveUp(
+                ErrorKind.QUOTA,
+                f"all keys exhausted: next key usable in {got.seconds:.0f}s, after "
+                f"{self.key_wait:.0f}s of waiting (GEMINI_TASKS_MAX_KEY_WAIT="
+                f"{self.settings.max_key_wait:g}); last error: {last}",
+            )

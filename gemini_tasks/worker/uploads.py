@@ -17,8 +17,10 @@ from collections.abc import Sequence
 
 import redis
 from google import genai
+from google.genai import errors as genai_errors
 from google.genai import types
 
+from gemini_tasks.connections import text
 from gemini_tasks.errors import TransientError
 from gemini_tasks.keyspace import Keyspace
 from gemini_tasks.media.refs import MediaRef
@@ -105,6 +107,8 @@ class Uploads:
             entry = json.dumps({"name": active.name, "uri": active.uri})
             self.redis.set(cache_key, entry, ex=UPLOAD_TTL)
             self.redis.hset(self.keys.media_uploads(sha256), project, active.name or "")
+            self.redis.sadd(self.keys.project_uploads(project), sha256)
+            self.redis.expire(self.keys.project_uploads(project), UPLOAD_TTL)
             log.info("uploaded media %s for project %s as %s", sha256[:16], project, active.name)
             return active.uri or ""
 
@@ -136,3 +140,23 @@ class Uploads:
             cached = self.redis.get(cache_key)
             if cached and json.loads(cached)["uri"] in failed_uris:
                 self.redis.delete(cache_key)
+
+    def free_storage(self, client: genai.Client, project: str) -> int:
+        """Delete the project's uploaded files that no job holds any more (their jobs were
+        forgotten or expired); returns how many went."""
+        freed = 0
+        for raw in self.redis.smembers(self.keys.project_uploads(project)):
+            sha256 = text(raw)
+            if self.redis.scard(self.keys.media_jobs(sha256)):
+                continue
+            cached = self.redis.get(self.keys.upload(project, sha256))
+            if cached:
+                try:
+                    client.files.delete(name=json.loads(cached)["name"])
+                    freed += 1
+                except genai_errors.APIError as exc:
+                    log.info("could not delete an upload of %s: %s", sha256[:16], exc)
+            self.redis.delete(self.keys.upload(project, sha256))
+            self.redis.hdel(self.keys.media_uploads(sha256), project)
+            self.redis.srem(self.keys.project_uploads(project), sha256)
+        return freed

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from gemini_tasks.ops import local
 from tests.conftest import EMULATOR_PORT, FAKE_KEY, OTHER_PROJECT_KEY, REDIS_PORT, TEST_ENV
@@ -117,10 +118,14 @@ def worker_processes(redis_url: str, emulator_process: EmulatorControl, run_dir:
 
 
 @pytest.fixture
-def emulator(emulator_process: EmulatorControl) -> Iterator[EmulatorControl]:
-    """The emulator with clean statistics and no faults, restored after the test."""
+def emulator(emulator_process: EmulatorControl, redis_url: str) -> Iterator[EmulatorControl]:
+    """The emulator with clean statistics and no faults, restored after the test; and the
+    pool's memory of the models' health (their circuits) cleared, as a new day would."""
     emulator_process.configure(**DEFAULTS)
     emulator_process.reset()
+    client = redis.Redis.from_url(redis_url)
+    for name in client.scan_iter(match="*}:model:*", count=1000):
+        client.delete(name)
     yield emulator_process
     emulator_process.configure(**DEFAULTS)
     emulator_process.release()

@@ -89,7 +89,7 @@ def test_many_processes_never_exceed_the_per_minute_limit(redis_url, emulator):
     pool = KeyPool(
         redis.Redis.from_url(redis_url), [], PoolConfig.from_settings(load()), Keyspace(prefix)
     )
-    status = {s.key_id: s.seed_view() for s in pool.status(MODEL)}
+    status = {s.key_id: s.seed_view() for s in pool.status(MODEL).keys}
     assert sum(s["successes"] for s in status.values()) == 2 * RPM
     assert all(s["requests"] == s["successes"] == RPM for s in status.values())
     assert all(s["in_flight"] == 0 for s in status.values())
@@ -114,7 +114,18 @@ def pool_workers(redis_url, emulator_process, tmp_path_factory):
 def test_two_workers_avoid_invalid_and_exhausted_keys(pool_workers, emulator):
     from gemini_tasks.producer import submit
 
-    emulator.configure(project_limits={"project-a": {"rpd": 3}})
+    emulator.configure(project_limits={"project-a": {"rpd": 3}}, rules=[{"answer": "hold"}])
+    # Each unproven key is lent to one call: the first three go one to each key, and the
+    # revoked one fails before Gemini holds it. Once the two good keys have answered, they
+    # take turns, least recently used first.
+    warm_up = submit([{"prompt": f"warm up {i}"} for i in range(3)], queue="pool-e2e")
+    emulator.wait_until(
+        lambda s: s["held"] == 2 and s["by_outcome"].get("key_invalid") == 1,
+        "one call held with each good key and the revoked key refused",
+    )
+    emulator.configure(rules=[])
+    emulator.release()
+    assert all(r.ok for r in warm_up.results(timeout=60))
     records = [{"prompt": f"pool prompt {i}"} for i in range(40)]
     results = list(submit(records, queue="pool-e2e").results(timeout=120))
 
@@ -138,7 +149,7 @@ def test_two_workers_avoid_invalid_and_exhausted_keys(pool_workers, emulator):
     settings = load({**TEST_ENV, "GEMINI_TASKS_KEY_PREFIX": "pool_e2e"})
     client = redis.Redis.from_url(settings.redis_url)
     pool = KeyPool(client, [], PoolConfig.from_settings(settings), Keyspace("pool_e2e"))
-    status = {s.key_id: s.seed_view() for s in pool.status(MODEL)}
+    status = {s.key_id: s.seed_view() for s in pool.status(MODEL).keys}
     assert status[revoked]["status"] == "FAILED_INIT"
     assert "API key not valid" in status[revoked]["failed_reason"]
     assert status[project_a]["status"] == "FULLY_EXHAUSTED"

@@ -1,41 +1,74 @@
-"""The worker's rules after each call, for every error kind and prompt state: no Redis,
-no workers, no Gemini."""
+"""The worker's rules after each call, for every outcome and prompt state: no Redis, no
+workers, no Gemini."""
 
 import pytest
 
 from gemini_tasks.errors import (
+    CapacityExhausted,
     ErrorKind,
     GeminiCallError,
     InvalidRequest,
     KeyInvalid,
     QuotaExceeded,
+    StorageExhausted,
     TransientError,
 )
-from gemini_tasks.worker.decide import Action, PromptState, RetryPolicy, decide
+from gemini_tasks.worker.decide import Action, Call, PromptState, RetryPolicy, decide
+from gemini_tasks.worker.response import Answer, AnswerKind
 
-POLICY = RetryPolicy(max_retries=3, backoff=1.0, backoff_max=5.0)
+POLICY = RetryPolicy(max_retries=3, backoff=1.0, backoff_max=5.0, empty_retries=2)
 FRESH = PromptState()
+CALL = Call(project="p", used_uploads=False)
 
 
-def run(error: GeminiCallError | None, state: PromptState = FRESH, **kw):
-    return decide(
-        error, state, POLICY, project=kw.get("project", "p"), used_uploads=kw.get("up", False)
-    )
+def run(outcome: GeminiCallError | Answer, state: PromptState = FRESH, call: Call = CALL):
+    return decide(outcome, state, POLICY, call)
 
 
 def test_an_answer_ends_the_prompt():
-    decision = run(None)
-    assert decision.action is Action.SUCCEED and decision.state == FRESH
+    for reason in ("STOP", "MAX_TOKENS"):
+        decision = run(Answer(AnswerKind.TEXT, reason))
+        assert decision.action is Action.SUCCEED and decision.state == FRESH
+
+
+@pytest.mark.parametrize("reason", ["PROHIBITED_CONTENT", "SAFETY", "RECITATION"])
+def test_a_refused_prompt_fails_as_blocked_and_is_not_asked_again(reason):
+    decision = run(Answer(AnswerKind.BLOCKED, reason))
+    assert decision.action is Action.FAIL and decision.kind is ErrorKind.BLOCKED
+    assert decision.message == f"blocked: {reason}"
+
+
+def test_an_empty_answer_is_asked_again_a_bounded_number_of_times():
+    state = FRESH
+    for _ in range(POLICY.empty_retries):
+        decision = run(Answer(AnswerKind.EMPTY, "STOP"), state)
+        assert decision.action is Action.AGAIN
+        state = decision.state
+    last = run(Answer(AnswerKind.EMPTY, "STOP"), state)
+    assert last.action is Action.FAIL and last.kind is ErrorKind.NO_CONTENT
+    assert "3 times" in last.message
+
+
+def test_thinking_that_used_the_whole_budget_is_not_asked_again():
+    decision = run(Answer(AnswerKind.THOUGHT_ONLY, "MAX_TOKENS"))
+    assert decision.action is Action.FAIL and decision.kind is ErrorKind.NO_CONTENT
+    assert "max_output_tokens" in decision.message
 
 
 @pytest.mark.parametrize(
-    "error", [QuotaExceeded("429 RESOURCE_EXHAUSTED"), KeyInvalid("400 API key not valid")]
-)
-def test_the_keys_fault_goes_to_another_key_at_once(error):
+    "error",
+    [QuotaExceeded("429 RESOURCE_EXHAUSTED"), KeyInvalid("403 reported as leaked"),
+     CapacityExhausted("429 Resource has been exhausted")],
+)  # fmt: skip
+def test_the_keys_fault_and_capacity_lease_again_without_counting_a_failure(error):
     decision = run(error, PromptState(server_failures=2))
-    assert decision.action is Action.NEXT_KEY
-    assert decision.kind is error.kind
-    assert decision.state.server_failures == 2  # not the prompt's failure
+    assert decision.action is Action.AGAIN and decision.kind is error.kind
+    assert decision.state.server_failures == 2
+
+
+def test_an_outage_is_waited_out_not_counted():
+    decision = run(TransientError("503 overloaded"), FRESH, Call("p", False, outage=True))
+    assert decision.action is Action.AGAIN and decision.state.server_failures == 0
 
 
 @pytest.mark.parametrize("code", [400, 403, 404, 413])
@@ -45,14 +78,26 @@ def test_a_refused_request_is_not_sent_again(code):
     assert decision.message == f"{code} refused"
 
 
-@pytest.mark.parametrize("code", [403, 404])
-def test_a_forgotten_upload_is_uploaded_again_once_per_project(code):
-    error = InvalidRequest(f"{code} file", code=code)
-    first = run(error, up=True, project="a")
+def test_an_unknown_model_never_re_uploads_media():
+    error = InvalidRequest("404 NOT_FOUND: models/x is not found", code=404)
+    assert run(error, call=Call("p", used_uploads=True)).action is Action.FAIL
+
+
+def test_a_forgotten_upload_is_uploaded_again_once_per_project():
+    error = InvalidRequest("403 ... the File abc", code=403, about_file=True)
+    first = run(error, call=Call("a", used_uploads=True))
     assert first.action is Action.REUPLOAD and first.state.reuploaded == {"a"}
-    assert run(error, first.state, up=True, project="a").action is Action.FAIL
-    assert run(error, first.state, up=True, project="b").action is Action.REUPLOAD
-    assert run(error, up=False).action is Action.FAIL  # no uploads: the request's own fault
+    assert run(error, first.state, Call("a", used_uploads=True)).action is Action.FAIL
+    assert run(error, first.state, Call("b", used_uploads=True)).action is Action.REUPLOAD
+    assert run(error, call=Call("a", used_uploads=False)).action is Action.FAIL
+
+
+def test_full_storage_frees_uploads_once_then_backs_off():
+    error = StorageExhausted("429 FileStorageBytesPerProject")
+    first = run(error)
+    assert first.action is Action.FREE_STORAGE and first.state.storage_freed == {"p"}
+    second = run(error, first.state)
+    assert second.action is Action.BACKOFF and second.state.server_failures == 1
 
 
 def test_server_errors_back_off_exponentially_up_to_the_cap():
@@ -70,20 +115,23 @@ def test_server_errors_back_off_exponentially_up_to_the_cap():
 
 
 def test_the_backoff_ceiling_stops_at_its_maximum():
-    state = PromptState(server_failures=9)
     policy = RetryPolicy(max_retries=20, backoff=1.0, backoff_max=5.0)
-    decision = decide(TransientError("500"), state, policy, project="p", used_uploads=False)
+    decision = decide(TransientError("500"), PromptState(server_failures=9), policy, CALL)
     assert decision.backoff_ceiling == 5.0
 
 
 def test_no_retries_at_all():
     policy = RetryPolicy(max_retries=0, backoff=1.0, backoff_max=5.0)
-    decision = decide(TransientError("500"), FRESH, policy, project="p", used_uploads=False)
+    decision = decide(TransientError("500"), FRESH, policy, CALL)
     assert decision.action is Action.FAIL and "after 1 attempts" in decision.message
 
 
-def test_every_call_error_kind_has_a_rule():
-    kinds = {type(e).kind for e in (QuotaExceeded("q"), KeyInvalid("k"), InvalidRequest("r"),
-                                   TransientError("t"))}  # fmt: skip
-    assert kinds == {ErrorKind.QUOTA, ErrorKind.KEY_INVALID, ErrorKind.INVALID_REQUEST,
-                     ErrorKind.SERVER}  # fmt: skip
+def test_every_outcome_has_a_rule():
+    errors = [QuotaExceeded("q"), KeyInvalid("k"), CapacityExhausted("c"), StorageExhausted("s"),
+              InvalidRequest("r"), TransientError("t")]  # fmt: skip
+    answers = [Answer(kind, "STOP") for kind in AnswerKind]
+    for outcome in [*errors, *answers]:
+        assert isinstance(run(outcome).action, Action)
+    call_kinds = {type(e).kind for e in errors}
+    assert call_kinds == {ErrorKind.QUOTA, ErrorKind.KEY_INVALID, ErrorKind.CAPACITY,
+                          ErrorKind.STORAGE, ErrorKind.INVALID_REQUEST, ErrorKind.SERVER}  # fmt: skip

@@ -1,31 +1,58 @@
--- End a lease and record what the call taught us about its key and its project.
--- KEYS[1]  the lease index ({prefix}:leases)
--- ARGV     prefix, lease_id, key_id, project, model, acquired_at, outcome, tokens_used,
---          retry_delay, quota_scope ("minute", "day" or ""), exhausted_wait,
---          fully_exhausted_wait, max_exhausted_retries, resets, reason
--- outcome  "success" | "quota" | "server" | "key_invalid" | "invalid_request"
--- Returns  the project's exhaustion count for this model after the call.
-local prefix, lease_id, key_id, project, model = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local acquired_at, outcome = tonumber(ARGV[6]), ARGV[7]
-local tokens_used, retry_delay, scope = tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10]
-local exhausted_wait, fully_wait = tonumber(ARGV[11]), tonumber(ARGV[12])
-local max_exhausted = tonumber(ARGV[13])
+-- End a lease and record what the call taught the cluster about its key, its project and
+-- its model.
+-- KEYS     none
+-- ARGV     tag, lease_id, outcome, tokens_used, retry_delay, quota, learned, reason, resets
+-- outcome  "success" | "server" | "capacity" | "quota" | "key_invalid" | "invalid_request"
+-- quota    "day", "minute" or "" (which quota a 429 named), or "zero" (a limit of 0)
+-- learned  "rpm tpm rpd" that a 429 said the project has ("0" where it said nothing)
+-- Returns  {exhaustion count of the project for the model, "open" if the model's circuit is
+--           open after this call else "closed"}
+local lease_id, outcome = ARGV[2], ARGV[3]
+local tokens_used, retry_delay = tonumber(ARGV[4]), tonumber(ARGV[5])
+local quota, learned, reason = ARGV[6], ARGV[7], ARGV[8]
 local now = redis_now()
+local cfg = config()
 
-local key_state = prefix .. ':key:' .. key_id .. ':' .. model
-local project_state = prefix .. ':project:' .. project .. ':' .. model
-local lease = prefix .. ':lease:' .. lease_id
+local lease = redis.call('HMGET', K.lease(lease_id), 'key', 'model', 'project', 'tokens',
+  'second', 'acquired_at', 'probe')
+local key, model, project = lease[1], lease[2], lease[3]
+if not key then
+  -- The lease expired (its holder was taken for dead) and gave its slot back then.
+  return {0, 'closed'}
+end
+redis.call('DEL', K.lease(lease_id))
+redis.call('ZREM', K.leases(), lease_id)
+local key_state = K.key_state(key, model)
+local project_state = K.project(project, model)
+local model_state = K.model(model)
+redis.call('HINCRBY', key_state, 'in_flight', -1)
 
--- A lease that already expired gave its in-flight slot back when it did.
-local held = redis.call('HMGET', lease, 'tokens', 'second')
-if held[1] then
-  redis.call('HINCRBY', key_state, 'in_flight', -1)
-  redis.call('DEL', lease)
-  redis.call('ZREM', KEYS[1], lease_id)
-  -- Replace the token estimate made at acquire with what Gemini counted.
-  local tpm_key = prefix .. ':tpm:' .. project .. ':' .. model
-  if outcome == 'success' and redis.call('HEXISTS', tpm_key, held[2]) == 1 then
-    redis.call('HINCRBY', tpm_key, held[2], tokens_used - tonumber(held[1]))
+-- The model's circuit: it opens when nearly all of the model's last calls across the
+-- cluster failed on Gemini's side (an outage, not the odd error); then one probe call at a
+-- time finds out when Gemini is back.
+local function circuit()
+  local open = number(redis.call('HGET', model_state, 'open_until')) > 0
+  return open and 'open' or 'closed'
+end
+local function remember(letter)
+  local size = cfg.circuit_window or 20
+  local history = (redis.call('HGET', model_state, 'history') or '') .. letter
+  if #history > size then history = string.sub(history, -size) end
+  redis.call('HSET', model_state, 'history', history)
+  local _, failures = string.gsub(history, 'F', '')
+  return #history >= size and failures >= size * (cfg.circuit_ratio or 1)
+end
+local function close_circuit()
+  redis.call('HDEL', model_state, 'open_until', 'probe', 'level')
+  remember('S')
+end
+local function fail_circuit()
+  local sustained = remember('F')
+  if lease[7] == '1' or (sustained and circuit() == 'closed') then
+    local level = redis.call('HINCRBY', model_state, 'level', 1)
+    local pause = math.min(cfg.circuit_max or 30, (cfg.circuit_base or 1) * 2 ^ (level - 1))
+    redis.call('HSET', model_state, 'open_until', tostring(now + pause))
+    redis.call('HDEL', model_state, 'probe')
   end
 end
 
@@ -33,38 +60,84 @@ if outcome == 'success' then
   redis.call('HINCRBY', key_state, 'successes', 1)
   redis.call('HINCRBY', key_state, 'tokens', tokens_used)
   redis.call('HSET', project_state, 'exhausted_count', 0)
-  return 0
+  -- Replace the token estimate made at acquire with what Gemini counted.
+  local tpm_key = K.tpm(project, model)
+  local correction = tokens_used - tonumber(lease[4])
+  if redis.call('HEXISTS', tpm_key, lease[5]) == 1 then
+    redis.call('HINCRBY', tpm_key, lease[5], correction)
+    if correction < 0 then
+      -- Tokens came back: keys held for the project's token window may be usable sooner.
+      for _, member in ipairs(redis.call('SMEMBERS', K.members(project))) do
+        for _, ready in ipairs(ready_sets(member, model)) do
+          redis.call('ZADD', ready, 'XX', 'LT', now, member)
+        end
+      end
+    end
+  end
+  close_circuit()
+  -- A key proven by this call is usable again as soon as its cooldown allows, not when the
+  -- probe wait that held it ends.
+  local cooldown_until = number(redis.call('HGET', key_state, 'cooldown_until'))
+  for _, ready in ipairs(ready_sets(key, model)) do
+    redis.call('ZADD', ready, 'XX', 'LT', cooldown_until, key)
+  end
+  local level = number(redis.call('HGET', model_state, 'capacity_level'))
+  if level > 0 then redis.call('HSET', model_state, 'capacity_level', level - 1) end
+  return {0, 'closed'}
 elseif outcome == 'server' then
   redis.call('HINCRBY', key_state, 'failures', 1)
+  fail_circuit()
+elseif outcome == 'capacity' then
+  -- Gemini is short of capacity, not this project of quota: the whole model backs off
+  -- briefly, and no project is marked exhausted.
+  redis.call('HINCRBY', key_state, 'capacity_errors', 1)
+  local level = redis.call('HINCRBY', model_state, 'capacity_level', 1)
+  local pause = math.min(cfg.capacity_max or 30, (cfg.capacity_base or 1) * 2 ^ (level - 1))
+  local until_ = now + math.max(pause, math.min(retry_delay, cfg.capacity_max or 30))
+  redis.call('HSET', model_state, 'backoff_until', tostring(until_))
 elseif outcome == 'invalid_request' then
   redis.call('HINCRBY', key_state, 'invalid_requests', 1)
 elseif outcome == 'key_invalid' then
   redis.call('HINCRBY', key_state, 'failures', 1)
-  redis.call('HSET', prefix .. ':key:' .. key_id, 'failed_reason', ARGV[15],
-    'failed_at', tostring(now))
+  redis.call('HSET', K.key(key), 'failed_reason', reason, 'failed_at', tostring(now))
+  for _, each in ipairs(redis.call('SMEMBERS', K.models())) do
+    for _, ready in ipairs(ready_sets(key, each)) do redis.call('ZREM', ready, key) end
+  end
 elseif outcome == 'quota' then
   redis.call('HINCRBY', key_state, 'quota_errors', 1)
+  local rpm, tpm, rpd = string.match(learned, '^(%d+) (%d+) (%d+)$')
+  if rpm then
+    local learned_key = K.learned(project, model)
+    for name, value in pairs({rpm = rpm, tpm = tpm, rpd = rpd}) do
+      if tonumber(value) > 0 then redis.call('HSET', learned_key, name, value) end
+    end
+  end
   local state = redis.call('HMGET', project_state, 'exhausted_at', 'exhausted_until')
   local count
-  if acquired_at < (tonumber(state[1]) or 0) then
+  if tonumber(lease[6]) < number(state[1]) then
     -- Sent before the project's current exhaustion began: the same episode, not a new one.
-    count = tonumber(redis.call('HGET', project_state, 'exhausted_count')) or 1
+    count = number(redis.call('HGET', project_state, 'exhausted_count'), 1)
   else
     count = redis.call('HINCRBY', project_state, 'exhausted_count', 1)
   end
-  local reset = next_reset(ARGV[14], now)
+  local reset = next_reset(ARGV[9], now)
   local kind, until_
-  if scope == 'day' and reset then
+  if quota == 'zero' then
+    -- The model has no quota on the project's tier: waiting does not help.
+    kind, until_ = 'unavailable', now + 10 * 365 * 86400
+  elseif quota == 'day' and reset then
     kind, until_ = 'daily', reset
-  elseif count >= max_exhausted then
-    kind, until_ = 'full', now + fully_wait
+  elseif count >= (cfg.max_exhausted_retries or 3) then
+    kind, until_ = 'full', now + (cfg.fully_exhausted_wait or 43200)
   else
-    kind, until_ = 'temporary', now + math.max(exhausted_wait, retry_delay)
+    local wait = math.max(cfg.exhausted_wait or 60, math.min(retry_delay, cfg.max_retry_delay or 86400))
+    kind, until_ = 'temporary', now + wait
   end
-  if until_ > (tonumber(state[2]) or 0) then
+  if until_ > number(state[2]) then
     redis.call('HSET', project_state, 'exhausted_until', tostring(until_),
-      'exhausted_kind', kind, 'exhausted_at', tostring(now))
+      'exhausted_kind', kind, 'exhausted_at', tostring(now), 'reason', reason)
+    hold_project(project, model, until_)
   end
-  return count
+  return {count, circuit()}
 end
-return tonumber(redis.call('HGET', project_state, 'exhausted_count')) or 0
+return {number(redis.call('HGET', project_state, 'exhausted_count')), circuit()}

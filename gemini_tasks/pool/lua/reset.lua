@@ -1,14 +1,21 @@
 -- Return a key to AVAILABLE for every model: clear its failure, its cooldowns and its
--- project's exhaustion. Counters are kept.
--- KEYS[1]  the key registry ({prefix}:keys)
--- ARGV     prefix, key_id, project
+-- project's exhaustion, and put it back in every ready index. Counters are kept.
+-- KEYS     none
+-- ARGV     tag, key_id
 -- Returns  1 if the key is registered, else 0.
-local prefix, key_id, project = ARGV[1], ARGV[2], ARGV[3]
-if redis.call('HEXISTS', KEYS[1], key_id) == 0 then return 0 end
-redis.call('HDEL', prefix .. ':key:' .. key_id, 'failed_reason', 'failed_at')
-for _, model in ipairs(redis.call('SMEMBERS', prefix .. ':models')) do
-  redis.call('HSET', prefix .. ':key:' .. key_id .. ':' .. model, 'cooldown_until', 0)
-  redis.call('HSET', prefix .. ':project:' .. project .. ':' .. model,
-    'exhausted_until', 0, 'exhausted_count', 0, 'exhausted_kind', '')
+local key = ARGV[2]
+if redis.call('HEXISTS', K.registry(), key) == 0 then return 0 end
+local project = redis.call('HGET', K.key(key), 'project')
+local now = redis_now()
+redis.call('HDEL', K.key(key), 'failed_reason', 'failed_at')
+for _, model in ipairs(redis.call('SMEMBERS', K.models())) do
+  redis.call('HSET', K.key_state(key, model), 'cooldown_until', 0)
+  redis.call('HSET', K.project(project, model), 'exhausted_until', 0, 'exhausted_count', 0,
+    'exhausted_kind', '', 'reason', '')
+  for _, member in ipairs(redis.call('SMEMBERS', K.members(project))) do
+    for _, ready in ipairs(ready_sets(member, model)) do
+      redis.call('ZADD', ready, now, member)
+    end
+  end
 end
 return 1

@@ -1,11 +1,13 @@
 -- Everything the status view shows, read at one instant of the Redis clock.
--- KEYS[1]  the key registry ({prefix}:keys)
--- ARGV     prefix, model, window, resets
--- Returns  a JSON object: now, and per registered key its registry entry, failure,
---          per-model state and counters, and its project's state and window counts.
-local prefix, model, window = ARGV[1], ARGV[2], tonumber(ARGV[3])
+-- KEYS     none
+-- ARGV     tag, model, resets
+-- Returns  a JSON object: now, the model's state, and per registered key its registry entry,
+--          failure, per-model state and counters, and its project's state, window counts
+--          and limits. O(keys): an operator's view, not a hot path.
+local model = ARGV[2]
 local now = redis_now()
-local reset = next_reset(ARGV[4], now)
+local reset = next_reset(ARGV[3], now)
+local window = config().window or 61
 
 local function hash(name)
   local flat, out = redis.call('HGETALL', name), {}
@@ -14,27 +16,28 @@ local function hash(name)
 end
 
 local keys = {}
-local registry = redis.call('HGETALL', KEYS[1])
+local registry = redis.call('HGETALL', K.registry())
 for i = 1, #registry, 2 do
-  local key_id, entry = registry[i], cjson.decode(registry[i + 1])
-  local base = entry.project .. ':' .. model
-  local rpm_key = prefix .. ':rpm:' .. base
-  local oldest = redis.call('ZRANGEBYSCORE', rpm_key, now - window, '+inf', 'WITHSCORES')
+  local key, entry = registry[i], cjson.decode(registry[i + 1])
+  local project = entry.project
+  local oldest = redis.call('ZRANGEBYSCORE', K.rpm(project, model), now - window, '+inf',
+    'WITHSCORES')
   local tokens = 0
-  local buckets = redis.call('HGETALL', prefix .. ':tpm:' .. base)
+  local buckets = redis.call('HGETALL', K.tpm(project, model))
   for j = 1, #buckets, 2 do
     if tonumber(buckets[j]) + 1 > now - window then tokens = tokens + tonumber(buckets[j + 1]) end
   end
-  keys[key_id] = {
+  local rpm, tpm, rpd = limits(project, model)
+  keys[key] = {
     registry = entry,
-    key = hash(prefix .. ':key:' .. key_id),
-    state = hash(prefix .. ':key:' .. key_id .. ':' .. model),
-    project = hash(prefix .. ':project:' .. base),
+    key = hash(K.key(key)),
+    state = hash(K.key_state(key, model)),
+    project = hash(K.project(project, model)),
     window_requests = #oldest / 2,
     window_oldest = oldest[2] and tonumber(oldest[2]) or cjson.null,
     window_tokens = tokens,
-    day_requests = reset and tonumber(redis.call('GET', prefix .. ':rpd:' .. base .. ':'
-      .. string.format('%d', reset)) or '0') or 0,
+    day_requests = reset and number(redis.call('GET', K.rpd(project, model, reset))) or 0,
+    limits = {rpm = rpm, tpm = tpm, rpd = rpd},
   }
 end
-return cjson.encode({now = now, reset = reset, keys = keys})
+return cjson.encode({now = now, model = hash(K.model(model)), keys = keys})
