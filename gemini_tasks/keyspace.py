@@ -27,7 +27,8 @@ patterns as the methods below, and a test checks that both agree.
     {p}:model:<model>               hash   the model's circuit (open_until, probe, failures,
                                            level) and capacity backoff (backoff_until, level)
     {p}:leases                      zset   lease id -> expiry (Redis clock)
-    {p}:lease:<lease>               hash   key, model, project, tokens, second, acquired_at
+    {p}:lease:<lease>               string key, model, project, tokens, second, acquired_at,
+                                           probe (tab-separated)
     {p}:job:<job>                   hash   state, total, created_at, queue of one job
     {p}:job:<job>:args              hash   index -> task argument, until that task starts
     {p}:job:<job>:media             set    content hashes the job's prompts use

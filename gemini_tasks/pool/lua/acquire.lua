@@ -10,20 +10,23 @@ local set, model, lease_id = ARGV[2], ARGV[3], ARGV[4]
 local tokens = tonumber(ARGV[5])
 local now = redis_now()
 local reset = next_reset(ARGV[6], now)
-local cfg = config()
+local cfg = config('window', 'lease_seconds', 'probe_wait', 'cooldown')
 local window, lease_ttl = cfg.window or 61, cfg.lease_seconds or 150
 local probe_wait, cooldown = cfg.probe_wait or 0.2, cfg.cooldown or 0
 
 -- Leases of workers that died mid-call: give their in-flight slots back.
 local leases = K.leases()
-for _, lost in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now)) do
-  local lease = redis.call('HMGET', K.lease(lost), 'key', 'model')
-  if lease[1] then
-    redis.call('HINCRBY', K.key_state(lease[1], lease[2]), 'in_flight', -1)
-    redis.call('DEL', K.lease(lost))
+local oldest = redis.call('ZRANGE', leases, 0, 0, 'WITHSCORES')
+if oldest[2] and tonumber(oldest[2]) <= now then
+  for _, lost in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now)) do
+    local lease = unpack_lease(redis.call('GET', K.lease(lost)))
+    if lease then
+      redis.call('HINCRBY', K.key_state(lease[1], lease[2]), 'in_flight', -1)
+      redis.call('DEL', K.lease(lost))
+    end
   end
+  redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
 end
-redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
 
 local blocked, why, probe = model_wait(model, now, probe_wait)
 if blocked > 0 then return {'wait', tostring(blocked), why} end
@@ -74,10 +77,8 @@ local function grant(ready, key, project, limit)
     redis.call('INCR', K.rpd(project, model, reset))
     redis.call('EXPIREAT', K.rpd(project, model, reset), math.ceil(reset) + 3600)
   end
-  local lease = K.lease(lease_id)
-  redis.call('HSET', lease, 'key', key, 'model', model, 'project', project, 'tokens', tokens,
-    'second', second, 'acquired_at', tostring(now), 'probe', probe and '1' or '0')
-  redis.call('EXPIRE', lease, math.ceil(lease_ttl) + 60)
+  local fields = {key, model, project, tokens, second, tostring(now), probe and '1' or '0'}
+  redis.call('SET', K.lease(lease_id), table.concat(fields, '\t'), 'EX', math.ceil(lease_ttl) + 60)
   redis.call('ZADD', leases, now + lease_ttl, lease_id)
   if probe then redis.call('HSET', K.model(model), 'probe', lease_id) end
   return {'ok', key, tostring(now)}

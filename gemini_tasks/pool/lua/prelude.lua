@@ -3,28 +3,26 @@
 -- The key names mirror gemini_tasks/keyspace.py (a test checks that both agree).
 local TAG = ARGV[1]
 
-local K = {
-  registry = function() return TAG .. ':keys' end,
-  config = function() return TAG .. ':config' end,
-  limits = function() return TAG .. ':limits' end,
-  models = function() return TAG .. ':models' end,
-  leases = function() return TAG .. ':leases' end,
-  lease = function(id) return TAG .. ':lease:' .. id end,
-  keyset = function(set) return TAG .. ':keyset:' .. set end,
-  key = function(key) return TAG .. ':key:' .. key end,
-  key_state = function(key, model) return TAG .. ':key:' .. key .. ':' .. model end,
-  holders = function(key) return TAG .. ':holders:' .. key end,
-  ready = function(set, model) return TAG .. ':ready:' .. set .. ':' .. model end,
-  members = function(project) return TAG .. ':members:' .. project end,
-  project = function(project, model) return TAG .. ':project:' .. project .. ':' .. model end,
-  learned = function(project, model) return TAG .. ':learned:' .. project .. ':' .. model end,
-  rpm = function(project, model) return TAG .. ':rpm:' .. project .. ':' .. model end,
-  tpm = function(project, model) return TAG .. ':tpm:' .. project .. ':' .. model end,
-  rpd = function(project, model, reset)
-    return TAG .. ':rpd:' .. project .. ':' .. model .. ':' .. string.format('%d', reset)
-  end,
-  model = function(model) return TAG .. ':model:' .. model end,
+-- K.name(...) is the Redis key `name` names, its parts filled in in order.
+local PATTERNS = {
+  registry = '%s:keys', config = '%s:config', limits = '%s:limits', models = '%s:models',
+  leases = '%s:leases', lease = '%s:lease:%s', keyset = '%s:keyset:%s', key = '%s:key:%s',
+  key_state = '%s:key:%s:%s', holders = '%s:holders:%s', ready = '%s:ready:%s:%s',
+  members = '%s:members:%s', project = '%s:project:%s:%s', learned = '%s:learned:%s:%s',
+  rpm = '%s:rpm:%s:%s', tpm = '%s:tpm:%s:%s', rpd = '%s:rpd:%s:%s:%d', model = '%s:model:%s',
 }
+local K = setmetatable({}, {__index = function(_, name)
+  local pattern = PATTERNS[name]
+  return function(...) return string.format(pattern, TAG, ...) end
+end})
+
+-- A lease is one string: key, model, project, tokens, second, acquired_at, probe ("1"/"0").
+local function unpack_lease(value)
+  if not value then return nil end
+  local out = {}
+  for field in string.gmatch(value, '[^\t]+') do table.insert(out, field) end
+  return out
+end
 
 -- Seconds since the epoch by the Redis server's clock, so skewed workers agree.
 local function redis_now()
@@ -45,11 +43,12 @@ local function number(value, default)
   return tonumber(value) or default or 0
 end
 
--- The pool's settings, as the workers registered them.
-local function config()
-  local raw = redis.call('HGETALL', K.config())
+-- The pool's settings named, as the workers registered them, by name.
+local function config(...)
+  local names = {...}
+  local values = redis.call('HMGET', K.config(), ...)
   local out = {}
-  for i = 1, #raw, 2 do out[raw[i]] = tonumber(raw[i + 1]) end
+  for i, name in ipairs(names) do out[name] = tonumber(values[i]) end
   return out
 end
 

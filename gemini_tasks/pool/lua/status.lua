@@ -7,7 +7,7 @@
 local model = ARGV[2]
 local now = redis_now()
 local reset = next_reset(ARGV[3], now)
-local window = config().window or 61
+local window = config('window').window or 61
 
 local function hash(name)
   local flat, out = redis.call('HGETALL', name), {}
