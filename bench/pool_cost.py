@@ -69,9 +69,8 @@ def main() -> None:
     print(f"{args.threads} callers, {args.seconds:g} s per pool size; baseline: the 1-key pool")
     print("keys   Redis µs/script   pairs/s   vs 1 key (time, rate)")
     for n, (usec, rate) in results.items():
-        print(
-            f"{n:5d}   {usec:14.1f}   {rate:7.0f}   {usec / base_usec:5.2f}x  {rate / base_rate:5.2f}x"
-        )
+        ratios = f"{usec / base_usec:5.2f}x  {rate / base_rate:5.2f}x"
+        print(f"{n:5d}   {usec:14.1f}   {rate:7.0f}   {ratios}")
 
 
 if __name__ == "__main__":
