@@ -169,7 +169,10 @@ class KeyPool:
         return list(self.keys.values())
 
     def _run(self, name: str, *args: Any) -> Any:
-        return self._scripts[name](keys=[], args=[self.keyspace.tag, *args])
+        # KEYS[1] names the hash slot every pool key shares, so a Redis Cluster client
+        # routes the script to it.
+        keys = [self.keyspace.pool_config()]
+        return self._scripts[name](keys=keys, args=[self.keyspace.tag, *args])
 
     def register(self) -> None:
         """Announce this worker's keys (ids, labels and projects; never secrets), the pool's

@@ -18,7 +18,8 @@ from gemini_tasks.errors import (
 from gemini_tasks.keys import ApiKey
 from gemini_tasks.keyspace import Keyspace
 from gemini_tasks.limits import Limits, LimitTable, next_daily_reset
-from gemini_tasks.pool import WINDOW, KeyPool, Lease, NoKeyYet, PoolConfig, scripts
+from gemini_tasks.pool import WINDOW, KeyPool, Lease, NoKeyYet, PoolConfig
+from gemini_tasks.scripts import text
 
 pytestmark = pytest.mark.integration
 
@@ -303,7 +304,7 @@ def test_the_scripts_name_every_key_as_the_keyspace_does(make_pool, client):
     pool = make_pool([A])
     keys = pool.keyspace
     lua = (
-        scripts._text("prelude")
+        text("gemini_tasks.pool", "prelude")
         + """
         return {K.registry(), K.config(), K.limits(), K.models(), K.leases(), K.lease('L'),
           K.keyset('S'), K.key('k'), K.key_state('k', 'm'), K.holders('k'), K.ready('S', 'm'),

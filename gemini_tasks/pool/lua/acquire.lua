@@ -1,6 +1,6 @@
 -- Lease the least recently used usable key of a key set for one call, or say exactly how
 -- long until one is usable and why.
--- KEYS     none (every key is named from the hash tag in ARGV[1])
+-- KEYS     {p}:config, naming the hash slot every key below is in
 -- ARGV     tag, set, model, lease_id, tokens, resets
 -- Returns  {"ok", key, now} | {"wait", seconds, reason} | {"none"} when every key has failed.
 -- Cost     O(log n) in the key set's size: the ready index is ordered by when each key is

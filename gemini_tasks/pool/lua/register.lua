@@ -1,6 +1,6 @@
 -- Register a worker's keys as one key set, with the pool's settings and configured limits.
 -- Run once when a worker starts (O(keys)); every later script names the set, not its keys.
--- KEYS     none
+-- KEYS     {p}:config, naming the hash slot every key below is in
 -- ARGV     tag, set, settings (JSON object), limits (JSON object: field -> "rpm tpm rpd"),
 --          then per key: key_id, project, label
 -- Returns  the number of keys in the set.

@@ -1,6 +1,6 @@
 -- End a lease and record what the call taught the cluster about its key, its project and
 -- its model.
--- KEYS     none
+-- KEYS     {p}:config, naming the hash slot every key below is in
 -- ARGV     tag, lease_id, outcome, tokens_used, retry_delay, quota, learned, reason, resets
 -- outcome  "success" | "server" | "capacity" | "quota" | "key_invalid" | "invalid_request"
 --          (anything else, such as "storage", only ends the lease)

@@ -1,6 +1,6 @@
 -- Return a key to AVAILABLE for every model: clear its failure, its cooldowns and its
 -- project's exhaustion, and put it back in every ready index. Counters are kept.
--- KEYS     none
+-- KEYS     {p}:config, naming the hash slot every key below is in
 -- ARGV     tag, key_id
 -- Returns  1 if the key is registered, else 0.
 local key = ARGV[2]

@@ -1,5 +1,5 @@
 -- Everything the status view shows, read at one instant of the Redis clock.
--- KEYS     none
+-- KEYS     {p}:config, naming the hash slot every key below is in
 -- ARGV     tag, model, resets
 -- Returns  a JSON object: now, the model's state, and per registered key its registry entry,
 --          failure, per-model state and counters, and its project's state, window counts
