@@ -1,7 +1,13 @@
-"""Celery's Redis broker transport, with one known kombu failure contained.
+"""Celery's Redis broker transport: kombu's, which also records which worker holds which
+message, with one known kombu failure contained.
 
 `install()` makes it the transport of `redis://` and `rediss://` URLs, so broker URLs keep
 their usual scheme (Flower, for one, recognises a broker by its URL's scheme).
+
+A worker process names, with `hold_as`, the Redis set where the delivery tags of the
+messages it holds go (added as kombu records a message as unacknowledged, removed as it is
+acknowledged, in the same pipelines), so a dead worker's messages can be found and given
+back at once (`gemini_tasks.scheduler.Liveness`), whatever the visibility timeout.
 
 When Redis goes away, kombu closes the consumer's channel and tries to put back the
 messages the worker holds. With the connection already torn down that raises
@@ -24,7 +30,28 @@ from kombu.transport import redis as kombu_redis
 log = logging.getLogger(__name__)
 
 
+_held: str | None = None
+
+
+def hold_as(key: str | None) -> None:
+    """Record the messages this process holds in the Redis set `key` (None: do not)."""
+    global _held
+    _held = key
+
+
 class QoS(kombu_redis.QoS):
+    def append(self, message: Any, delivery_tag: str) -> None:
+        super().append(message, delivery_tag)
+        if _held is not None:
+            with self.channel.conn_or_acquire() as client:  # type: ignore[attr-defined]
+                client.sadd(_held, delivery_tag)
+
+    def _remove_from_indices(self, delivery_tag: str, pipe: Any = None) -> Any:
+        removed = super()._remove_from_indices(delivery_tag, pipe)  # type: ignore[misc]
+        if _held is not None:
+            removed = removed.srem(_held, delivery_tag)
+        return removed
+
     def restore_unacked(self, client: Any = None) -> None:
         try:
             super().restore_unacked(client)

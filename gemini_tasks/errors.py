@@ -25,6 +25,8 @@ class ErrorKind(str, Enum):
     NO_CONTENT = "no_content"  # Gemini answered without text
     TIME_LIMIT = "time_limit"  # the task's own deadline passed
     LOST = "lost"  # the task ended without storing a result (a broker or worker failure)
+    CANCELLED = "cancelled"  # its job was cancelled before the prompt was sent
+    BUDGET = "budget"  # its job's budget was spent before the prompt was sent
 
     def __str__(self) -> str:
         return self.value

@@ -1,10 +1,11 @@
 """Every Redis key gemini_tasks uses, named in one place.
 
-All of the project's own keys start with one hash tag, `{GEMINI_TASKS_KEY_PREFIX}`, so a
-Lua script that touches several of them also runs on Redis Cluster. The pool's scripts
-build per-key names inside Lua; `pool/lua/prelude.lua` defines those names with the same
-patterns as the methods below, and a test checks that both agree.
+All of the project's own keys start with one hash tag, `{GEMINI_TASKS_KEY_PREFIX}` (`{p}`
+below), so a Lua script that touches several of them also runs on Redis Cluster. Scripts
+build per-key names inside Lua; each package's `lua/prelude.lua` defines those names with
+the same patterns as the methods below, and tests check that both agree.
 
+  The key pool, under REDIS_URL:
 
     {p}:keys                        hash   key id -> {"label", "project"} of every registered key
     {p}:config                      hash   the pool's settings (cooldown, waits, circuit, ...)
@@ -29,8 +30,33 @@ patterns as the methods below, and a test checks that both agree.
     {p}:leases                      zset   lease id -> expiry (Redis clock)
     {p}:lease:<lease>               string key, model, project, tokens, second, acquired_at,
                                            probe (tab-separated)
-    {p}:job:<job>                   hash   state, total, created_at, queue of one job
-    {p}:job:<job>:args              hash   index -> task argument, until that task starts
+  The scheduler, in the broker's Redis (gemini_tasks/scheduler/lua/prelude.lua names these):
+
+    {p}:jobs                        zset   job id -> when it was created
+    {p}:active                      set    jobs with prompts in flight (for the lost-message sweep)
+    {p}:job:<job>                   hash   state, total, created_at, queue, priority, weight,
+                                           model, caps (max_concurrency, max_rpm), blocking
+    {p}:job:<job>:args              hash   index -> task argument, until the prompt succeeds
+    {p}:job:<job>:todo              list   indexes waiting to be fed to the broker, in order
+    {p}:job:<job>:inflight          zset   index -> when it was fed, until it finishes
+    {p}:job:<job>:rpm               zset   index -> when it was fed (the job's minute, for max_rpm)
+    {p}:job:<job>:carry             hash   index -> what a parked prompt's next run goes on from
+    {p}:submitter:<job>             string present while a producer is still submitting
+    {p}:sched:<queue>:<priority>    zset   job id -> its virtual time (fair share: least first)
+    {p}:workers                     hash   worker id -> its last heartbeat (Redis clock)
+    {p}:held:<worker>               set    delivery tags of the messages the worker holds
+    {p}:transit:<worker>            hash   "<job>:<index>" -> when fed, until published
+    {p}:evicted:<worker>            string a worker taken for dead, so it stops if it was not
+
+  The results, in the result backend's Redis:
+
+    celery-task-meta-<job>-<index>  string one prompt's result (Celery's format; our Result)
+    {p}:job:<job>:counts            hash   done, failed, kind:<kind>, tokens, cost, budget...
+    {p}:job:<job>:events            stream one entry per finished prompt: i (index), k (kind)
+    {p}:job:<job>:failed:<kind>     set    indexes that failed with that kind (for retry)
+
+  Media and uploads, under REDIS_URL:
+
     {p}:job:<job>:media             set    content hashes the job's prompts use
     {p}:media:<sha>:jobs            set    jobs holding that media
     {p}:media:<sha>:uploads         hash   project -> uploaded file name
@@ -116,13 +142,59 @@ class Keyspace:
     def lease(self, lease_id: str) -> str:
         return f"{self.tag}:lease:{lease_id}"
 
-    # -- jobs ---------------------------------------------------------------------------
+    # -- the scheduler (the same names as pool/scheduler/lua/prelude.lua's `K`) ---------
+    def jobs(self) -> str:
+        return f"{self.tag}:jobs"
+
+    def active(self) -> str:
+        return f"{self.tag}:active"
+
     def job(self, job_id: str) -> str:
         return f"{self.tag}:job:{job_id}"
 
     def job_args(self, job_id: str) -> str:
         return f"{self.tag}:job:{job_id}:args"
 
+    def job_todo(self, job_id: str) -> str:
+        return f"{self.tag}:job:{job_id}:todo"
+
+    def job_inflight(self, job_id: str) -> str:
+        return f"{self.tag}:job:{job_id}:inflight"
+
+    def job_rpm(self, job_id: str) -> str:
+        return f"{self.tag}:job:{job_id}:rpm"
+
+    def job_carry(self, job_id: str) -> str:
+        return f"{self.tag}:job:{job_id}:carry"
+
+    def submitter(self, job_id: str) -> str:
+        return f"{self.tag}:submitter:{job_id}"
+
+    def sched(self, queue: str, priority: str) -> str:
+        return f"{self.tag}:sched:{queue}:{priority}"
+
+    def workers(self) -> str:
+        return f"{self.tag}:workers"
+
+    def held(self, worker: str) -> str:
+        return f"{self.tag}:held:{worker}"
+
+    def transit(self, worker: str) -> str:
+        return f"{self.tag}:transit:{worker}"
+
+    def evicted(self, worker: str) -> str:
+        return f"{self.tag}:evicted:{worker}"
+
+    def job_counts(self, job_id: str) -> str:
+        return f"{self.tag}:job:{job_id}:counts"
+
+    def job_events(self, job_id: str) -> str:
+        return f"{self.tag}:job:{job_id}:events"
+
+    def job_failed(self, job_id: str, kind: str) -> str:
+        return f"{self.tag}:job:{job_id}:failed:{kind}"
+
+    # -- media holds ----------------------------------------------------------------------
     def job_media(self, job_id: str) -> str:
         return f"{self.tag}:job:{job_id}:media"
 

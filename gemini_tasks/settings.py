@@ -53,6 +53,8 @@ class Settings:
     max_key_wait: float
     short_key_wait: float
     outage_budget: float
+    worker_dead_after: float
+    lost_after: float
     media_store: str
     inline_limit_bytes: int
     log_format: str
@@ -228,8 +230,10 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         max_exhausted_retries=e.get("MAX_EXHAUSTED_RETRIES", 3, _POSITIVE_INT),
         limits=_limits(e, model),
         max_key_wait=e.get("MAX_KEY_WAIT", 90000.0, _SECONDS),
-        short_key_wait=e.get("SHORT_KEY_WAIT", 30.0, _SECONDS),
+        short_key_wait=e.get("SHORT_KEY_WAIT", 120.0, _SECONDS),
         outage_budget=e.get("OUTAGE_BUDGET", 6 * 3600.0, _SECONDS),
+        worker_dead_after=e.get("WORKER_DEAD_AFTER", 20.0, _POSITIVE_FLOAT),
+        lost_after=e.get("LOST_AFTER", 30.0, _POSITIVE_FLOAT),
         media_store=e.get("MEDIA_STORE", "redis", _media_store),
         log_format=e.get("LOG_FORMAT", "text", _log_format),
         inline_limit_bytes=e.get("INLINE_LIMIT_BYTES", 20 * 1024 * 1024, _POSITIVE_INT),

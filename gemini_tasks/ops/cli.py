@@ -354,13 +354,12 @@ def status(job_id: str, as_json: bool) -> None:
     Example:
       gemini-tasks status 3f2c...e1 --json
     """
-    job = Job.restore(job_id)
-    done, total = job.count_done()
-    state = job.info().get("state", "unknown")
+    status = Job.restore(job_id).status()
+    done, total, state = status.counts.done, status.total, status.state
     if as_json:
-        click.echo(json.dumps({"job_id": job.id, "state": state, "done": done, "total": total}))
+        click.echo(json.dumps({"job_id": job_id, "state": state, "done": done, "total": total}))
     else:
-        click.echo(f"{job.id}: {state}, {done} of {total} done")
+        click.echo(f"{job_id}: {state}, {done} of {total} done")
 
 
 @main.command()

@@ -219,6 +219,14 @@ class KeyPool:
         )
         return Released(int(count), circuit == b"open")
 
+    def give_back(self, lease: Lease) -> None:
+        """End a lease whose call was never sent."""
+        self._run("release", lease.id, "unused", 0, 0, "", "", "", daily_resets(time.time()))
+
+    def usable_models(self, horizon: float) -> list[str]:
+        """The models this worker's keys can serve within `horizon` seconds."""
+        return [m.decode() for m in self._run("usable", self.keyset, horizon)]
+
     def reset(self, key_id: str) -> bool:
         """Return a key to AVAILABLE; False if no worker ever registered it."""
         return bool(self._run("reset", key_id))

@@ -7,7 +7,7 @@ from redis.commands.core import Script
 
 from gemini_tasks import scripts
 
-NAMES = ("register", "acquire", "release", "reset", "status")
+NAMES = ("register", "acquire", "release", "reset", "status", "usable")
 
 
 def register(client: redis.Redis) -> dict[str, Script]:

@@ -1,11 +1,12 @@
-"""The producer side: submit prompts as a job, then collect, inspect or forget it.
+"""The producer side: submit prompts as a job, then collect, inspect and steer it.
 
-`submit` queues one task per prompt (publishing by task name: nothing here imports the
-worker); `Job` collects results from any process. May import the bottom layer and
-`media`; never `worker`, `pool`, `ops` or `emulator`.
+`submit` puts a job's prompts in its queue in Redis (the scheduler; workers feed the
+broker from it); `Job` collects, reports on and steers a job from any process. May import
+the bottom layer, `media` and `scheduler`; never `worker`, `pool`, `ops` or `emulator`.
 """
 
-from gemini_tasks.producer.job import Job
-from gemini_tasks.producer.submission import submit
+from gemini_tasks.producer.job import Job, JobIncomplete, JobRunning, JobStatus
+from gemini_tasks.producer.submission import JobOptions, submit
+from gemini_tasks.scheduler import Priority
 
-__all__ = ["Job", "submit"]
+__all__ = ["Job", "JobIncomplete", "JobOptions", "JobRunning", "JobStatus", "Priority", "submit"]

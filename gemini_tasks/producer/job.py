@@ -1,28 +1,69 @@
-"""`Job`: a submitted batch of prompts, collected later by its id from any process.
+"""`Job`: a submitted batch of prompts, collected, inspected and steered by its id from any
+process.
 
-Task ids are derived from the job id and the prompt's position (`<job>-<index>`), so any
-process that knows the id can collect the results in input order or as they complete.
+Task ids are derived from the job id and the prompt's position (`<job>-<index>`). Results
+are collected from the job's completion stream, so a collector's cost follows what finished
+since it last looked, not what is still pending; `status` reads the job's counts.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from gemini_tasks import runtime
 from gemini_tasks.app import DELETE_FILES
-from gemini_tasks.connections import text
-from gemini_tasks.errors import JobNotFound, JobTimeout
+from gemini_tasks.errors import ErrorKind, GeminiTasksError, JobNotFound, JobTimeout
 from gemini_tasks.media.store import open_store
-from gemini_tasks.producer import holds, recovery
-from gemini_tasks.producer.fetch import ResultReader, chunks, task_id
+from gemini_tasks.messages import task_id
+from gemini_tasks.producer import holds
 from gemini_tasks.result import Result
+from gemini_tasks.scheduler import Counts, JobInfo, JobQueue, JobState, Outcomes, Priority
+
+FETCH = 500
 
 
-def _sleep_or_timeout(deadline: float | None, interval: float, what: str) -> None:
-    if deadline is not None and time.monotonic() + interval > deadline:
-        raise JobTimeout(what)
-    time.sleep(interval)
+class JobIncomplete(GeminiTasksError):
+    """The job's producer stopped before queueing every prompt: no more results will come."""
+
+
+class JobRunning(GeminiTasksError):
+    """The job still has prompts to run: cancel it first."""
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A job as it stands: `state` is one of submitting, running, paused, cancelled,
+    finished, incomplete."""
+
+    id: str
+    state: str
+    info: JobInfo
+    counts: Counts
+    waiting: int  # prompts in the job's queue, not yet fed to a worker
+    in_flight: int  # prompts fed to workers (queued in the broker, waiting, or calling)
+    first_done: float | None  # when its first and latest prompts finished
+    last_done: float | None
+
+    @property
+    def total(self) -> int:
+        return self.info.total
+
+    @property
+    def rate(self) -> float:
+        """Prompts finished per second, over the time prompts have been finishing."""
+        if not self.first_done or not self.last_done or self.last_done <= self.first_done:
+            return 0.0
+        return (self.counts.done - 1) / (self.last_done - self.first_done)
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds until every prompt has finished at the current rate (None: unknown)."""
+        left = self.total - self.counts.done
+        if self.state != "running" or not self.rate:
+            return None
+        return left / self.rate
 
 
 class Job:
@@ -31,7 +72,9 @@ class Job:
     def __init__(self, job_id: str, rt: runtime.Runtime | None = None):
         self.id = job_id
         self.rt = rt or runtime.current()
-        self._reader = ResultReader(self.rt, job_id)
+        ttl = self.rt.settings.result_expires
+        self.scheduler = JobQueue(self.rt.broker, self.rt.keys, ttl)
+        self.outcomes = Outcomes(self.rt.results, self.rt.keys, ttl)
 
     def __repr__(self) -> str:
         return f"Job({self.id!r})"
@@ -41,86 +84,168 @@ class Job:
         """The job with this id, from any process; raises `JobNotFound` if there is none."""
         job = cls(job_id, rt)
         job.rt.check_redis()
-        if not job.rt.results.exists(job.rt.keys.job(job_id)):
-            raise JobNotFound(f"no job with id {job_id!r} (never submitted, or expired)")
+        job.info()
         return job
 
     def task_id(self, index: int) -> str:
         return task_id(self.id, index)
 
-    def info(self) -> dict[str, str]:
-        raw = self.rt.results.hgetall(self.rt.keys.job(self.id))
-        return {text(k): text(v) for k, v in raw.items()}
+    def info(self) -> JobInfo:
+        info = self.scheduler.info(self.id)
+        if info is None:
+            raise JobNotFound(f"no job with id {self.id!r} (never submitted, or expired)")
+        return info
 
     @property
     def total(self) -> int:
-        return int(self.info().get("total", 0))
+        return self.info().total
 
-    @property
-    def queue(self) -> str:
-        return self.info().get("queue", self.rt.settings.queue)
+    def state(self, info: JobInfo | None = None, counts: Counts | None = None) -> str:
+        info = info or self.info()
+        if info.state is JobState.SUBMITTING and not self.scheduler.submitting(self.id):
+            return str(JobState.INCOMPLETE)  # its producer died without saying so
+        if info.state is not JobState.SUBMITTED:
+            return str(info.state)
+        counts = counts or self.outcomes.counts(self.id)
+        return "finished" if counts.done >= info.total else "running"
 
-    def _wait_for_total(self, deadline: float | None, interval: float) -> int:
-        """The number of prompts, once the producer has finished submitting them."""
-        while True:
-            info = self.info()
-            if not info:
-                raise JobNotFound(f"no job with id {self.id!r} (never submitted, or expired)")
-            if info.get("state") == "submitted":
-                return int(info["total"])
-            _sleep_or_timeout(deadline, interval, f"job {self.id} is still being submitted")
+    def status(self) -> JobStatus:
+        info = self.info()
+        counts = self.outcomes.counts(self.id)
+        first, last = self.outcomes.finished_between(self.id)
+        return JobStatus(
+            id=self.id,
+            state=self.state(info, counts),
+            info=info,
+            counts=counts,
+            waiting=self.scheduler.waiting(self.id),
+            in_flight=len(self.scheduler.inflight(self.id)),
+            first_done=first,
+            last_done=last,
+        )
 
     def count_done(self) -> tuple[int, int]:
         """How many prompts have a result, out of how many submitted so far."""
-        total = self.total
-        return sum(len(self._reader.finished(c)) for c in chunks(range(total))), total
+        return self.outcomes.counts(self.id).done, self.total
+
+    # -- collecting -----------------------------------------------------------------------
+    def _finished(self, after: str, wait: float) -> tuple[str, list[int]]:
+        return self.outcomes.events(self.id, after, block=wait)
+
+    def _check_waiting(self, deadline: float | None, done: int, what: str) -> None:
+        """Raise when no more results can come in time: a deadline passed, or the job's
+        producer stopped early and everything it queued has finished."""
+        if deadline is not None and time.monotonic() > deadline:
+            raise JobTimeout(what)
+        info = self.info()
+        if self.state(info) == JobState.INCOMPLETE.value and done >= info.total:
+            raise JobIncomplete(
+                f"job {self.id} is incomplete: its producer stopped after {info.total} prompts "
+                f"(all have results); finish it with `gemini-tasks submit --resume {self.id} FILE`"
+            )
 
     def results(self, timeout: float | None = None, interval: float = 0.2) -> Iterator[Result]:
         """Every result in input order, waiting for each as needed."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        total = self._wait_for_total(deadline, interval)
-        stall = recovery.Stall(self.rt, self.id, total, self.queue)
-        for window in chunks(range(total)):
-            start = window[0]
-            ready: dict[int, Result] = {}
-            while True:
-                found = self._reader.finished([i for i in window if i not in ready])
-                ready.update(found)
-                # Yield the finished head of the window at once: a caller showing progress moves.
-                while window and window[0] in ready:
-                    yield ready.pop(window.pop(0))
-                if not window:
-                    break
-                stall.observe(bool(found))
-                what = f"job {self.id}: timed out waiting for results from index {start} on"
-                _sleep_or_timeout(deadline, interval, what)
+        position, finished, upcoming = "0-0", set(), 0
+        while True:
+            total = self.total
+            if upcoming >= total and self.state() not in ("submitting", JobState.INCOMPLETE.value):
+                return
+            position, indexes = self._finished(position, 0 if upcoming in finished else interval)
+            finished.update(indexes)
+            ready: list[int] = []
+            while upcoming in finished and len(ready) < FETCH:
+                ready.append(upcoming)
+                upcoming += 1
+            if ready:
+                found = self.outcomes.results(self.id, ready)
+                for index in ready:
+                    finished.discard(index)
+                    yield found[index]
+            elif not indexes:
+                what = f"job {self.id}: timed out waiting for results from index {upcoming} on"
+                self._check_waiting(deadline, upcoming, what)
 
     def as_completed(self, timeout: float | None = None, interval: float = 0.2) -> Iterator[Result]:
         """Every result, each as soon as it is found finished."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        total = self._wait_for_total(deadline, interval)
-        pending = list(range(total))
-        stall = recovery.Stall(self.rt, self.id, total, self.queue)
-        while pending:
-            still: list[int] = []
-            found = 0
-            for chunk in chunks(pending):
-                done = self._reader.finished(chunk)
-                found += len(done)
-                yield from done.values()
-                still.extend(i for i in chunk if i not in done)
-            pending = still
-            stall.observe(bool(found))
-            if pending and not found:
-                _sleep_or_timeout(deadline, interval, f"{len(pending)} of {total} not done")
+        position, yielded = "0-0", 0
+        while True:
+            if yielded >= self.total and self.state() not in ("submitting", "incomplete"):
+                return
+            position, indexes = self._finished(position, interval)
+            for start in range(0, len(indexes), FETCH):
+                found = self.outcomes.results(self.id, indexes[start : start + FETCH])
+                yield from found.values()
+                yielded += len(found)
+            if not indexes:
+                what = f"job {self.id}: {self.total - yielded} of {self.total} not done"
+                self._check_waiting(deadline, yielded, what)
 
-    def recover_lost(self) -> int:
-        """Re-queue prompts whose task message the broker lost; returns how many."""
-        return recovery.recover_lost(self.rt, self.id, self.total, self.queue)
+    # -- steering -------------------------------------------------------------------------
+    def cancel(self) -> int:
+        """Send no more of this job's prompts: every prompt not yet sent ends as cancelled
+        at once (calls in flight finish). Returns how many were cancelled here."""
+        cancelled = 0
+        while indexes := self.scheduler.cancel(self.id):
+            for index in indexes:
+                result = Result(index=index, task_id=self.task_id(index))
+                result.fail(ErrorKind.CANCELLED, "cancelled: the job was cancelled before "
+                            "this prompt was sent")  # fmt: skip
+                if self.outcomes.finish(self.id, result):
+                    self.scheduler.done(self.id, index, False)
+                    cancelled += 1
+        return cancelled
 
-    def forget(self) -> None:
+    def pause(self) -> None:
+        """Feed no more of this job's prompts until `resume` (calls in flight finish)."""
+        self.scheduler.pause(self.id)
+
+    def resume(self) -> None:
+        info = self.info()
+        if info.state is JobState.PAUSED:
+            state = (
+                JobState.SUBMITTED
+                if not self.scheduler.submitting(self.id)
+                else JobState.SUBMITTING
+            )
+            self.scheduler.resume(self.id, state)
+
+    def set_priority(self, priority: Priority) -> None:
+        self.scheduler.reprioritise(self.id, priority)
+
+    def set_budget(self, usd: float) -> None:
+        """Raise (or set) the job's budget; prompts stopped by the old one run again."""
+        self.outcomes.set_budget(self.id, usd)
+        self.retry([ErrorKind.BUDGET])
+
+    def retry(self, kinds: list[ErrorKind] | None = None) -> int:
+        """Run again, in place (same indexes, same job), the prompts that failed (with one
+        of `kinds`, if given). Returns how many go again."""
+        again = 0
+        for kind in kinds or [k for k in ErrorKind]:
+            while indexes := self.outcomes.forget_failures(self.id, kind):
+                self.scheduler.requeue(self.id, sorted(indexes))
+                again += len(indexes)
+        if again:
+            info = self.info()
+            if info.state is JobState.CANCELLED:
+                self.scheduler.resume(self.id, JobState.SUBMITTED)
+        return again
+
+    def forget(self, force: bool = False) -> None:
         """Delete this job's results, its record, and the media no other job uses; workers
-        delete that media's uploaded files from Gemini."""
+        delete that media's uploaded files from Gemini. A job still running is refused
+        unless `force` (which cancels it first)."""
+        if self.state() in ("running", "submitting", "paused"):
+            if not force:
+                raise JobRunning(
+                    f"job {self.id} is still running: cancel it first "
+                    f"(`gemini-tasks cancel {self.id}`), or forget it with --cancel"
+                )
+            self.cancel()
+        info = self.info()
         settings = self.rt.settings
         store = open_store(
             settings.media_store, self.rt.redis, self.rt.keys, settings.result_expires
@@ -128,7 +253,6 @@ class Job:
         files = holds.release(self.rt, self.id, store)
         if files:
             # The job's own workers hold keys of the projects its files were uploaded in.
-            self.rt.app.send_task(DELETE_FILES, args=([list(f) for f in files],), queue=self.queue)
-        for chunk in chunks(range(self.total)):
-            self._reader.delete(chunk)
-        self.rt.results.delete(self.rt.keys.job(self.id), self.rt.keys.job_args(self.id))
+            self.rt.app.send_task(DELETE_FILES, args=([list(f) for f in files],), queue=info.queue)
+        self.outcomes.delete(self.id, info.total)
+        self.scheduler.delete(self.id)

@@ -1,8 +1,12 @@
-"""`submit`: queue one task per prompt record, as a stream, and return the `Job`.
+"""`submit`: put a job's prompts in its queue in Redis, as a stream, and return the `Job`.
 
-Records are checked and their media staged before anything is queued, so a task carries
-only a checked record with media references. A record that fails is not queued: its
-error is stored at once as that prompt's result, and the rest of the batch goes on.
+Records are checked and their media staged before they are queued, so a task carries only
+a checked record with media references. A record that fails stays in the job, in its
+place, as a refusal: its task ends at once as that prompt's `invalid_prompt` result (and a
+FAILURE in Flower), and the rest of the batch goes on. Workers start on the first prompts
+while later ones are still being read. The job id exists (and `on_created` hears of it)
+before the first prompt is queued; a submit that stops early leaves the job `incomplete`,
+to be finished with `resume=`.
 """
 
 from __future__ import annotations
@@ -12,108 +16,143 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import redis
-from celery import states
-from kombu import Producer
 from kombu.exceptions import OperationalError
 
 from gemini_tasks import runtime
-from gemini_tasks.errors import ErrorKind, InvalidPrompt, RedisUnavailable
+from gemini_tasks.errors import InvalidPrompt, JobNotFound, RedisUnavailable
 from gemini_tasks.media.store import open_store
 from gemini_tasks.producer import holds
-from gemini_tasks.producer.fetch import CHUNK, task_id
 from gemini_tasks.producer.job import Job
-from gemini_tasks.producer.publish import publish
 from gemini_tasks.producer.staging import Stager
 from gemini_tasks.records import PromptRecord, StagedRecord, parse_record
-from gemini_tasks.result import Result, metadata_of
+from gemini_tasks.result import metadata_of
+from gemini_tasks.scheduler import JobState, Priority
 
 log = logging.getLogger(__name__)
 
 Record = dict[str, Any] | PromptRecord | InvalidPrompt
+CHUNK = 500
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """How a job runs on the fleet. Every field has the default a plain submit gets."""
+
+    queue: str | None = None  # the workers' queue (default GEMINI_TASKS_QUEUE)
+    priority: Priority = Priority.NORMAL  # higher levels go ahead of lower ones
+    weight: float = 1.0  # its share beside other jobs of its priority
+    max_concurrency: int = 0  # at most this many of its prompts running at once (0: no cap)
+    max_rpm: int = 0  # at most this many of its prompts started a minute (0: no cap)
+    budget: float = 0.0  # stop sending once its cost reaches this many USD (0: none)
+
+    def fields(self) -> dict[str, str | int | float]:
+        return {
+            "priority": self.priority.value,
+            "weight": self.weight,
+            "max_concurrency": self.max_concurrency,
+            "max_rpm": self.max_rpm,
+        }
 
 
 def submit(
     records: Iterable[Record],
     *,
+    options: JobOptions | None = None,
+    on_created: Callable[[Job], None] | None = None,
     on_submitted: Callable[[int], None] | None = None,
+    resume: str | None = None,
     queue: str | None = None,
     rt: runtime.Runtime | None = None,
 ) -> Job:
-    """Queue one task per record and return the job; records are consumed as a stream.
+    """Queue every record as a prompt of a new job (or, with `resume`, of the incomplete job
+    of that id, skipping the records it already has) and return the job.
 
-    Media named by path or bytes is staged in the media store, so the task carries only a
-    reference. A record that is an `InvalidPrompt` (or fails checking or staging) is not
-    queued: its error is stored as that prompt's result at once, so the batch keeps its
-    input order. `on_submitted(count)` is called every so often, for progress display.
-    `queue` routes the job to the workers consuming that queue (default
-    `GEMINI_TASKS_QUEUE`).
+    Records are consumed as a stream. `on_created(job)` is called once the job exists,
+    before its first prompt is queued; `on_submitted(count)` every so often, for progress.
     """
     rt = rt or runtime.current()
     rt.check_redis()
-    job = Job(uuid.uuid4().hex, rt)
-    key = rt.keys.job(job.id)
-    queue = queue or rt.settings.queue
-    rt.results.hset(
-        key, mapping={"state": "submitting", "total": 0, "created_at": time.time(), "queue": queue}
-    )
-    rt.results.expire(key, rt.settings.result_expires)
-    submitter = _Submitter(rt, job.id, queue)
-    count = 0
+    options = options or JobOptions(queue=queue)
+    job, start = _open(rt, options, resume)
+    if on_created:
+        on_created(job)
+    submitter = _Submitter(rt, job)
+    count = start
     try:
-        with rt.app.producer_or_acquire() as producer:
-            for index, raw in enumerate(records):
-                submitter.add(index, raw)
-                count = index + 1
-                if count % CHUNK == 0:
-                    submitter.flush(producer)
-                    rt.results.hset(key, "total", count)
-                    if on_submitted:
-                        on_submitted(count)
-            submitter.flush(producer)
-        rt.results.hset(key, mapping={"state": "submitted", "total": count})
+        for index, raw in enumerate(islice(records, start, None), start=start):
+            submitter.add(index, raw)
+            count = index + 1
+            if count % CHUNK == 0:
+                submitter.flush(count)
+                if on_submitted:
+                    on_submitted(count)
+        submitter.flush(count)
+        job.scheduler.finish_submitting(job.id, JobState.SUBMITTED)
     except (redis.RedisError, OperationalError) as exc:
         raise RedisUnavailable(
             f"Redis became unreachable after {count} prompts of job {job.id} were queued "
-            f"({exc}); the job stays 'submitting': see it with `gemini-tasks status {job.id}`, "
-            f"remove it with `gemini-tasks forget {job.id}`"
+            f"({exc}); finish it later with `gemini-tasks submit --resume {job.id} FILE`"
         ) from None
+    except BaseException:  # Ctrl-C, a crash reading the records: the job is incomplete
+        job.scheduler.finish_submitting(job.id, JobState.INCOMPLETE)
+        raise
     if on_submitted:
         on_submitted(count)
     return job
 
 
-def _argsrepr(index: int, record: StagedRecord) -> str:
-    """What Flower and logs show of a task: never media bytes, never a secret."""
-    media = "".join(
-        f", {m.kind} {m.mime_type} {(m.sha256 or '')[:12] or m.uri}" for m in record.media
-    )
-    return f"(prompt #{index}: {record.prompt[:60]!r}{media})"
+def _open(rt: runtime.Runtime, options: JobOptions, resume: str | None) -> tuple[Job, int]:
+    """The job to add prompts to, and how many it has already."""
+    if resume is not None:
+        job = Job.restore(resume, rt)
+        info = job.info()
+        if info.state not in (JobState.INCOMPLETE, JobState.SUBMITTING):
+            raise JobNotFound(f"job {resume} is {info.state.value}: there is nothing to resume")
+        job.scheduler.update(job.id, state=JobState.SUBMITTING.value)
+        return job, info.total
+    job = Job(uuid.uuid4().hex, rt)
+    fields: dict[str, str | int | float] = {
+        "created_at": time.time(),
+        "queue": options.queue or rt.settings.queue,
+    }
+    job.scheduler.create(job.id, {**fields, **options.fields()})
+    if options.budget:
+        job.outcomes.set_budget(job.id, options.budget)
+    return job, 0
 
 
 class _Submitter:
     """Checks, stages and queues the records of one job."""
 
-    def __init__(self, rt: runtime.Runtime, job_id: str, queue: str):
-        self.rt, self.job_id, self.queue = rt, job_id, queue
+    def __init__(self, rt: runtime.Runtime, job: Job):
+        self.rt, self.job = rt, job
         settings = rt.settings
         store = open_store(settings.media_store, rt.redis, rt.keys, settings.result_expires)
         self.stager = Stager(store)
         self.media_seen: set[str] = set()
-        self.ready: list[tuple[int, StagedRecord]] = []
+        self.ready: list[tuple[int, str]] = []
+        self.model: str | None = None
 
     def add(self, index: int, raw: Record) -> None:
         try:
-            self.ready.append((index, self._staged(raw)))
+            record = self._staged(raw)
         except InvalidPrompt as exc:
-            self._refuse(index, raw, f"invalid prompt: {exc}")
+            self.ready.append((index, _refusal(raw, str(exc))))
         except (redis.RedisError, OperationalError):
             raise
         except Exception as exc:  # a pathological record fails alone, never the submit
-            log.warning("prompt %d of job %s could not be read: %r", index, self.job_id, exc)
-            self._refuse(index, raw, f"invalid prompt: cannot be read ({type(exc).__name__})")
+            log.warning("prompt %d of job %s could not be read: %r", index, self.job.id, exc)
+            self.ready.append((index, _refusal(raw, f"cannot be read ({type(exc).__name__})")))
+        else:
+            if self.model is None:
+                self.model = record.model or self.rt.settings.model
+                self.job.scheduler.update(self.job.id, model=self.model)
+            self.ready.append((index, json.dumps(record.to_json())))
 
     def _staged(self, raw: Record) -> StagedRecord:
         if isinstance(raw, InvalidPrompt):
@@ -123,37 +162,14 @@ class _Submitter:
         for ref in refs:
             if ref.sha256 and ref.sha256 not in self.media_seen:
                 self.media_seen.add(ref.sha256)
-                holds.hold(self.rt, self.job_id, ref.sha256)
+                holds.hold(self.rt, self.job.id, ref.sha256)
         return record.staged(refs)
 
-    def _refuse(self, index: int, raw: Any, message: str) -> None:
-        tid = task_id(self.job_id, index)
-        result = Result(
-            index=index,
-            metadata=metadata_of(raw),
-            error=message,
-            error_kind=ErrorKind.INVALID_PROMPT,
-            task_id=tid,
-        )
-        self.rt.backend.store_result(tid, result.to_json(), states.SUCCESS)
-
-    def flush(self, producer: Producer) -> None:
-        """Store the ready tasks' arguments (for recovery), then publish them."""
-        if not self.ready:
-            return
-        key = self.rt.keys.job_args(self.job_id)
-        pipe = self.rt.results.pipeline(transaction=False)
-        pipe.hset(key, mapping={str(i): json.dumps(r.to_json()) for i, r in self.ready})
-        pipe.expire(key, self.rt.settings.result_expires)
-        pipe.execute()
-        for index, record in self.ready:
-            publish(
-                self.rt.app,
-                producer,
-                self.job_id,
-                index,
-                record.to_json(),
-                self.queue,
-                _argsrepr(index, record),
-            )
+    def flush(self, total: int) -> None:
+        self.job.scheduler.add(self.job.id, self.ready, total)
         self.ready.clear()
+
+
+def _refusal(raw: Any, message: str) -> str:
+    """A refused record, kept in its place: its task ends as this error."""
+    return json.dumps({"refused": message, "metadata": metadata_of(raw)})

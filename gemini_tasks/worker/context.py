@@ -1,4 +1,5 @@
-"""A worker process's long-lived parts: its keys in the pool, its media access, its threads.
+"""A worker process's long-lived parts: its keys in the pool, its media access, its place in
+the scheduler, its threads.
 
 Built once per process when the worker starts (`start`), which is also where a worker
 without keys or with a bad setting refuses to run; tasks reach it through `current()`.
@@ -7,26 +8,91 @@ without keys or with a bad setting refuses to run; tasks reach it through `curre
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
-from dataclasses import dataclass
+import time
+import uuid
+from dataclasses import dataclass, field
 
-from gemini_tasks import runtime
+from gemini_tasks import broker, runtime
+from gemini_tasks.errors import GeminiTasksError
 from gemini_tasks.keys import load_keys
 from gemini_tasks.media.store import open_store
 from gemini_tasks.pool import KeyPool, PoolConfig
+from gemini_tasks.scheduler import JobQueue, JobState, Liveness, Outcomes
 from gemini_tasks.worker.decide import RetryPolicy
 from gemini_tasks.worker.uploads import Uploads
 
 log = logging.getLogger(__name__)
 
+STATE_EVERY = 1.0
 
-@dataclass(frozen=True)
+
+class Evicted(GeminiTasksError):
+    """The cluster took this worker for dead and gave its prompts to others: it must not
+    send them too."""
+
+
+@dataclass
+class Fence:
+    """Whether this worker may still send calls: it may while its heartbeats are confirmed,
+    and stops for good once the cluster evicted it (after it was frozen, say)."""
+
+    dead_after: float
+    last_beat: float = field(default_factory=time.monotonic)
+    evicted: bool = False
+    _beat: threading.Event = field(default_factory=threading.Event)
+
+    def confirmed(self) -> None:
+        self.last_beat = time.monotonic()
+        self._beat.set()
+
+    def check(self) -> None:
+        """Raise `Evicted` unless a heartbeat confirmed recently that this worker is alive."""
+        if not self.evicted and time.monotonic() - self.last_beat > self.dead_after / 2:
+            # Stale: this process may have been frozen. Wait for the next beat to say.
+            self._beat.clear()
+            self._beat.wait(self.dead_after)
+        if self.evicted or time.monotonic() - self.last_beat > self.dead_after / 2:
+            raise Evicted("this worker was taken for dead; its prompts went to other workers")
+
+
+@dataclass
 class WorkerContext:
     runtime: runtime.Runtime
     pool: KeyPool
     uploads: Uploads
     policy: RetryPolicy
     threads: int  # calls this process may have in flight: each key's HTTP pool is sized to it
+    worker_id: str
+    queue: JobQueue
+    outcomes: Outcomes
+    liveness: Liveness
+    fence: Fence
+    busy: int = 0  # threads running a prompt now
+    wake: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _states: dict[str, tuple[float, JobState | None]] = field(default_factory=dict)
+
+    def job_state(self, job_id: str) -> JobState | None:
+        """The job's state, read at most once a second per job: a cancel or a pause
+        reaches every thread of this worker within about a second."""
+        now = time.monotonic()
+        read_at, state = self._states.get(job_id, (0.0, None))
+        if now - read_at > STATE_EVERY:
+            state = self.queue.state(job_id)
+            self._states[job_id] = (now, state)
+        return state
+
+    def started(self) -> None:
+        with self._lock:
+            self.busy += 1
+
+    def ended(self) -> None:
+        with self._lock:
+            self.busy -= 1
+        self.wake.set()  # a thread is free: the feeder may feed another prompt
 
 
 _current: WorkerContext | None = None
@@ -41,8 +107,19 @@ def _build(threads: int | None) -> WorkerContext:
     pool.register()
     store = open_store(settings.media_store, rt.redis, rt.keys, settings.result_expires)
     uploads = Uploads(rt.redis, store, rt.keys, settings.inline_limit_bytes)
+    worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    broker.hold_as(rt.keys.held(worker_id))
     return WorkerContext(
-        rt, pool, uploads, RetryPolicy.from_settings(settings), threads or settings.concurrency
+        runtime=rt,
+        pool=pool,
+        uploads=uploads,
+        policy=RetryPolicy.from_settings(settings),
+        threads=threads or settings.concurrency,
+        worker_id=worker_id,
+        queue=JobQueue(rt.broker, rt.keys, settings.result_expires),
+        outcomes=Outcomes(rt.results, rt.keys, settings.result_expires),
+        liveness=Liveness(rt.broker, rt.keys),
+        fence=Fence(settings.worker_dead_after),
     )
 
 

@@ -4,8 +4,11 @@ The rules live in `decide`; this loop only does what they say. Waiting is of two
 for a key (cooldowns, quotas), up to `GEMINI_TASKS_MAX_KEY_WAIT` in all; and through an
 outage or a capacity shortage of the model, up to `GEMINI_TASKS_OUTAGE_BUDGET`. Neither
 counts against the task's time limit, which bounds the time spent calling and backing
-off. A wait for a key longer than a worker thread should sleep raises `RequeueForKey`,
-carrying what the next execution needs to go on where this one stopped.
+off. A wait for a key longer than a worker thread should sleep (`GEMINI_TASKS_SHORT_KEY_WAIT`)
+raises `Park`: the prompt goes back to its job's queue in Redis, with what its next run
+goes on from. Each look at the pool also looks at the job: a cancelled job's prompt ends
+at once, a paused one's is parked; and before each call the worker's fence says whether it
+may still send one.
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ from gemini_tasks.media.refs import MediaRef
 from gemini_tasks.pool import Lease, NoKeyYet
 from gemini_tasks.records import StagedRecord, parse_staged
 from gemini_tasks.result import Result, metadata_of
+from gemini_tasks.scheduler import JobState
 from gemini_tasks.worker import response as responses
 from gemini_tasks.worker.classify import classify
 from gemini_tasks.worker.clients import client_for
-from gemini_tasks.worker.context import WorkerContext
+from gemini_tasks.worker.context import Evicted, WorkerContext
 from gemini_tasks.worker.decide import Action, Call, Decision, PromptState, decide
 from gemini_tasks.worker.request import build_request, estimate_tokens
 
@@ -38,13 +42,13 @@ log = logging.getLogger(__name__)
 POLL = 2.0
 
 
-class RequeueForKey(Exception):
-    """No key is usable for longer than a worker thread should sleep."""
+class Park(Exception):
+    """The prompt must wait longer than a worker thread should, for a key or for its job
+    to resume: it goes back to its job's queue."""
 
-    def __init__(self, seconds: float, carry: dict[str, Any]):
-        super().__init__(f"next key usable in {seconds:.1f}s")
-        self.seconds = seconds
-        self.carry = carry
+    def __init__(self, seconds: float, model: str, carry: dict[str, Any]):
+        super().__init__(f"waits {seconds:.1f}s more")
+        self.seconds, self.model, self.carry = seconds, model, carry
 
 
 class _GiveUp(GeminiTasksError):
@@ -75,26 +79,34 @@ class PromptRun:
         index: int,
         task_id: str | None,
         carry: dict[str, Any] | None,
+        job_id: str | None = None,
     ):
         carry = carry or {}
-        self.ctx, self.settings = ctx, ctx.runtime.settings
+        self.ctx, self.settings, self.job_id = ctx, ctx.runtime.settings, job_id
         self.raw_record = raw_record
         self.result = Result(index=index, metadata=metadata_of(raw_record), task_id=task_id)
         self.result.attempts = carry.get("attempts", 0)
         self.state = PromptState(server_failures=carry.get("server_failures", 0))
         self.key_wait = float(carry.get("key_wait_seconds", 0.0))
+        if "parked_at" in carry:  # the time it waited in Redis was waiting for a key too
+            self.key_wait += max(0.0, time.time() - float(carry["parked_at"]))
         self.outage_wait = float(carry.get("outage_wait_seconds", 0.0))
         self.started = time.time()
         self.deadline = time.monotonic() + self.settings.task_time_limit
         self.api_seconds = self.backoff_seconds = 0.0
 
-    def carry(self) -> dict[str, Any]:
-        return {
+    def carry(self, waiting_for_key: bool = False) -> dict[str, Any]:
+        """What the prompt's next run goes on from; with `waiting_for_key`, the time until
+        then counts as waiting for a key."""
+        carry: dict[str, Any] = {
             "attempts": self.result.attempts,
             "key_wait_seconds": self.key_wait,
             "outage_wait_seconds": self.outage_wait,
             "server_failures": self.state.server_failures,
         }
+        if waiting_for_key:
+            carry["parked_at"] = time.time()
+        return carry
 
     def run(self) -> Result:
         try:
@@ -130,6 +142,7 @@ class PromptRun:
     def _until_done(self, record: StagedRecord, media: _Media, model: str) -> None:
         tokens = estimate_tokens(record)
         while True:
+            self._check_job(model)
             if self.deadline - time.monotonic() <= 0:
                 raise _GiveUp(
                     ErrorKind.TIME_LIMIT,
@@ -137,6 +150,11 @@ class PromptRun:
                     f"{self.result.attempts} attempts; last error: {self.result.error}",
                 )
             lease = self._lease(model, tokens)
+            try:
+                self.ctx.fence.check()
+            except Evicted:
+                self.ctx.pool.give_back(lease)
+                raise
             self.result.attempts += 1
             self.result.key_id, self.result.model = lease.key.id, model
             outcome, parts, outage = self._call(lease, record, media, model)
@@ -219,8 +237,9 @@ class PromptRun:
             if isinstance(got, Lease):
                 return got
             self._check_wait(got)
+            self._check_job(model)
             if got.reason == "keys" and got.seconds > self.settings.short_key_wait:
-                raise RequeueForKey(got.seconds, self.carry())
+                raise Park(got.seconds, model, self.carry(waiting_for_key=True))
             # Jitter, so the threads woken for one freed key do not all ask at once.
             pause = min(got.seconds, POLL) + random.uniform(0, 0.05)
             time.sleep(pause)
@@ -229,6 +248,17 @@ class PromptRun:
                 self.key_wait += pause
             else:
                 self.outage_wait += pause
+
+    def _check_job(self, model: str) -> None:
+        """End the prompt if its job was cancelled; park it if the job is paused."""
+        if self.job_id is None:
+            return
+        state = self.ctx.job_state(self.job_id)
+        if state is JobState.CANCELLED:
+            raise _GiveUp(ErrorKind.CANCELLED, "cancelled: the job was cancelled before this "
+                          f"prompt's call; last error: {self.result.error}")  # fmt: skip
+        if state is JobState.PAUSED:
+            raise Park(0.0, model, self.carry())
 
     def _check_wait(self, got: NoKeyYet) -> None:
         """Give up when the wait the pool names is beyond what this prompt may wait."""

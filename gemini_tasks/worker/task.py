@@ -1,30 +1,50 @@
 """The worker's Celery tasks: `generate` (one prompt in, one `Result` out) and
-`delete_files` (uploads of forgotten media).
+`delete_files` (uploads of forgotten media), and the worker's start and stop.
 
-A prompt's failure is a result with an `error`, not a failed task, so every prompt of a
-group ends with exactly one stored result.
+A prompt fed by the scheduler records its own result, exactly once
+(`gemini_tasks.scheduler.Outcomes`), failures included, and then the task ends as the
+prompt did: a failed prompt raises `PromptFailed`, so Flower shows it as FAILURE, while
+`collect` returns its full result. A prompt that must wait longer than a thread should goes
+back to its job's queue (Celery's `Ignore`: no state, no re-queue counted as a new task).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
-from typing import Any, cast
+import time
+from typing import Any
 
-from celery import Task, states
-from celery.backends.redis import RedisBackend
-from celery.signals import worker_init
+from celery import Task
+from celery.exceptions import Ignore
+from celery.signals import worker_init, worker_ready, worker_shutting_down
 from google.genai import errors as genai_errors
 
 from gemini_tasks.app import DELETE_FILES, GENERATE
 from gemini_tasks.celery import app
-from gemini_tasks.errors import ConfigError, NoApiKeys
+from gemini_tasks.errors import ConfigError, ErrorKind, GeminiTasksError, NoApiKeys
+from gemini_tasks.result import Result, metadata_of
+from gemini_tasks.scheduler import JobState
 from gemini_tasks.worker import context
 from gemini_tasks.worker.classify import classify
 from gemini_tasks.worker.clients import client_for
-from gemini_tasks.worker.run import PromptRun, RequeueForKey
+from gemini_tasks.worker.context import Evicted, WorkerContext
+from gemini_tasks.worker.feeder import Feeder
+from gemini_tasks.worker.heartbeat import EXIT_AFTER_EVICTION, Heartbeat
+from gemini_tasks.worker.run import Park, PromptRun
 
 log = logging.getLogger(__name__)
+
+
+class PromptFailed(GeminiTasksError):
+    """The prompt ended with an error (stored in its result): the task's state in Flower."""
+
+    def __init__(self, kind: ErrorKind, message: str):
+        super().__init__(f"{kind.value}: {message}")
+
+
+_threads: list[Feeder | Heartbeat] = []
 
 
 @worker_init.connect
@@ -39,42 +59,77 @@ def _start(sender: Any = None, **_: Any) -> None:
         raise SystemExit(1) from None
 
 
-@app.task(bind=True, name=GENERATE)
+@worker_ready.connect
+def _run_threads(sender: Any = None, **_: Any) -> None:
+    ctx = context.current()
+    queues = sorted(sender.app.amqp.queues.consume_from) if sender else [ctx.runtime.settings.queue]
+    _threads[:] = [Heartbeat(ctx), Feeder(ctx, app, queues)]
+    for thread in _threads:
+        thread.start()
+
+
+@worker_shutting_down.connect
+def _stop_threads(**_: Any) -> None:
+    for thread in _threads:
+        thread.stop()
+
+
+def _ended(ctx: WorkerContext, job_id: str, result: Result) -> Any:
+    """Record the prompt's result, then end the task as the prompt ended."""
+    ctx.outcomes.finish(job_id, result)
+    ctx.queue.done(job_id, result.index, result.ok)
+    if result.error_kind is not None:
+        raise PromptFailed(result.error_kind, result.error or "")
+    return None
+
+
+def _run(ctx: WorkerContext, task: Task[Any, Any], record: Any, index: int, carry: Any) -> Any:
+    job_id = task.request.group
+    task_id = str(task.request.id)
+    if job_id is None:  # sent outside a job (a test, an operator): stored, nothing counted
+        result = PromptRun(ctx, record, index, task_id, carry).run()
+        result.worker = task.request.hostname
+        ctx.outcomes.store(task_id, result)
+        return None
+    if ctx.outcomes.has(job_id, index):
+        # A redelivered message whose first run already finished: no second call.
+        log.info("task %s already has a result; not calling Gemini again", task_id)
+        ctx.queue.done(job_id, index, True)
+        return None
+    if isinstance(record, dict) and "refused" in record:
+        refused = Result(index=index, metadata=metadata_of(record), task_id=task_id)
+        refused.fail(ErrorKind.INVALID_PROMPT, f"invalid prompt: {record['refused']}")
+        return _ended(ctx, job_id, refused)
+    if ctx.job_state(job_id) is JobState.PAUSED:
+        ctx.queue.park(job_id, [index], carry=json.dumps(carry or {}))
+        raise Ignore()
+    result = PromptRun(ctx, record, index, task_id, carry, job_id).run()
+    result.worker = task.request.hostname
+    return _ended(ctx, job_id, result)
+
+
+@app.task(bind=True, name=GENERATE, ignore_result=True, throws=(PromptFailed,))
 def generate(
     self: Task[Any, Any], record: Any, index: int = 0, carry: dict[str, Any] | None = None
 ) -> Any:
-    """Celery entry point: one prompt record in, one `Result` (as JSON) out."""
+    """Celery entry point: one prompt record in, its `Result` recorded."""
     ctx = context.current()
-    backend = cast(RedisBackend, self.backend)
-    # One round trip: this task's stored state, and its arguments' recovery copy dropped
-    # (the message is unacknowledged now, so the broker keeps it until this run ends).
-    pipe = backend.client.pipeline(transaction=False)
-    task_id = str(self.request.id)
-    pipe.get(backend.get_key_for_task(task_id))
-    if self.request.group:
-        pipe.hdel(ctx.runtime.keys.job_args(self.request.group), index)
-    raw = pipe.execute()[0]
-    stored = backend.decode_result(raw) if raw else {}
-    if stored.get("status") == states.SUCCESS:
-        # A redelivered message whose first run already finished must not call Gemini again.
-        log.info("task %s already has a result; not calling Gemini again", task_id)
-        return stored["result"]
+    ctx.started()
     try:
-        result = PromptRun(ctx, record, index, task_id, carry).run()
-    except RequeueForKey as wait:
-        # Free this thread; the countdown stays well inside the broker's visibility timeout,
-        # so the waiting message is never handed to a second worker.
-        countdown = min(wait.seconds, ctx.runtime.settings.visibility_timeout / 2)
-        log.info("task %s waits %.1fs for a usable key; re-queued", task_id, countdown)
-        wait.carry["key_wait_seconds"] += countdown
-        raise self.retry(
-            args=(record, index),
-            kwargs={"carry": wait.carry},
-            countdown=countdown,
-            max_retries=None,
-        ) from None
-    result.worker = self.request.hostname
-    return result.to_json()
+        return _run(ctx, self, record, index, carry)
+    except Park as wait:
+        job_id = str(self.request.group)
+        blocked_until = time.time() + wait.seconds if wait.seconds else 0
+        ctx.queue.park(job_id, [index], blocked_until, wait.model, json.dumps(wait.carry))
+        log.info("task %s waits %.0fs more, in Redis", self.request.id, wait.seconds)
+        raise Ignore() from None
+    except Evicted:
+        # Another worker has this prompt now; this one exits without acknowledging it.
+        log.warning("task %s abandoned: this worker was taken for dead", self.request.id)
+        time.sleep(EXIT_AFTER_EVICTION * 4)
+        raise Ignore() from None
+    finally:
+        ctx.ended()
 
 
 @app.task(name=DELETE_FILES)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from gemini_tasks import runtime, settings
 from gemini_tasks.ops import local
 from tests.conftest import EMULATOR_PORT, FAKE_KEY, OTHER_PROJECT_KEY, REDIS_PORT, TEST_ENV
 
@@ -101,12 +102,17 @@ def emulator_process(run_dir: Path) -> Iterator[EmulatorControl]:
         yield EmulatorControl(url)
 
 
-def prove_keys(queue: str | None = None) -> None:
+def runtime_for(env: dict) -> runtime.Runtime:
+    """A producer's view of the cluster whose workers run with `env` (its key prefix)."""
+    return runtime.Runtime(settings.load(env))
+
+
+def prove_keys(queue: str | None = None, rt: runtime.Runtime | None = None) -> None:
     """One answered prompt, so the workers' keys are proven: the pool lends an unproven key
     to one call at a time, which a test holding many calls at once must not meet."""
     from gemini_tasks.producer import submit
 
-    [result] = submit([{"prompt": "warm up"}], queue=queue).results(timeout=60)
+    [result] = submit([{"prompt": "warm up"}], queue=queue, rt=rt).results(timeout=60)
     assert result.ok, result.error
 
 

@@ -227,8 +227,12 @@ def test_redelivered_task_does_not_call_gemini_again(cluster):
     job = submit(_records(1, "once"))
     [first] = job.results(timeout=60)
 
+    # The message as the scheduler sends it, again, as the broker redelivers it.
     again = runtime.current().app.send_task(
-        GENERATE, args=({"prompt": "once prompt number 0"}, 0), task_id=job.task_id(0)
+        GENERATE,
+        args=({"prompt": "once prompt number 0"}, 0),
+        task_id=job.task_id(0),
+        group_id=job.id,
     )
     assert again.get(timeout=60) == first.to_json()
     assert cluster.stats()["by_outcome"] == {"ok": 1}

@@ -8,12 +8,14 @@ import sys
 import threading
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from gemini_tasks import runtime
 from gemini_tasks.keys import ApiKey, key_id
 from gemini_tasks.keyspace import Keyspace
 from gemini_tasks.limits import Limits, LimitTable
@@ -23,6 +25,7 @@ from gemini_tasks.settings import load
 from gemini_tasks.worker.classify import classify
 from gemini_tasks.worker.clients import client_for
 from tests.conftest import FAKE_KEY, OTHER_PROJECT_KEY, TEST_ENV
+from tests.integration.conftest import runtime_for
 
 pytestmark = pytest.mark.integration
 
@@ -95,6 +98,12 @@ def test_many_processes_never_exceed_the_per_minute_limit(redis_url, emulator):
     assert all(s["in_flight"] == 0 for s in status.values())
 
 
+@dataclass
+class Workers:
+    run_dir: Path
+    rt: runtime.Runtime  # the workers' cluster (their key prefix), for submitting to them
+
+
 @pytest.fixture(scope="module")
 def pool_workers(redis_url, emulator_process, tmp_path_factory):
     run_dir: Path = tmp_path_factory.mktemp("pool-workers")
@@ -107,18 +116,19 @@ def pool_workers(redis_url, emulator_process, tmp_path_factory):
         "GEMINI_TASKS_QUEUE": "pool-e2e",
         "GEMINI_TASKS_KEY_PREFIX": "pool_e2e",
     }
-    with local.workers(2, env, concurrency=20, log_dir=run_dir, cwd=run_dir) as processes:
-        yield processes, run_dir
+    with local.workers(2, env, concurrency=20, log_dir=run_dir, cwd=run_dir):
+        yield Workers(run_dir, runtime_for(env))
 
 
 def test_two_workers_avoid_invalid_and_exhausted_keys(pool_workers, emulator):
     from gemini_tasks.producer import submit
 
+    rt = pool_workers.rt
     emulator.configure(project_limits={"project-a": {"rpd": 3}}, rules=[{"answer": "hold"}])
     # Each unproven key is lent to one call: the first three go one to each key, and the
     # revoked one fails before Gemini holds it. Once the two good keys have answered, they
     # take turns, least recently used first.
-    warm_up = submit([{"prompt": f"warm up {i}"} for i in range(3)], queue="pool-e2e")
+    warm_up = submit([{"prompt": f"warm up {i}"} for i in range(3)], queue="pool-e2e", rt=rt)
     emulator.wait_until(
         lambda s: s["held"] == 2 and s["by_outcome"].get("key_invalid") == 1,
         "one call held with each good key and the revoked key refused",
@@ -127,7 +137,7 @@ def test_two_workers_avoid_invalid_and_exhausted_keys(pool_workers, emulator):
     emulator.release()
     assert all(r.ok for r in warm_up.results(timeout=60))
     records = [{"prompt": f"pool prompt {i}"} for i in range(40)]
-    results = list(submit(records, queue="pool-e2e").results(timeout=120))
+    results = list(submit(records, queue="pool-e2e", rt=rt).results(timeout=120))
 
     assert all(r.ok for r in results), [r.error for r in results if not r.ok]
     assert len({r.worker for r in results}) == 2
@@ -141,7 +151,7 @@ def test_two_workers_avoid_invalid_and_exhausted_keys(pool_workers, emulator):
     assert a_calls.count("ok") == 3 and 1 <= a_calls.count("429") <= 40
     assert {r.key_id for r in results} <= {project_a, project_b}
     # Once one call has met it, no worker sends project A anything more.
-    again = list(submit(records[:20], queue="pool-e2e").results(timeout=120))
+    again = list(submit(records[:20], queue="pool-e2e", rt=rt).results(timeout=120))
     assert all(r.ok and r.key_id == project_b for r in again)
     later = emulator.stats(calls=True)["calls"][len(calls) :]
     assert len(later) == 20 and {c["key_id"] for c in later} == {project_b}
@@ -219,7 +229,7 @@ def test_metrics_endpoint_serves_the_pool(pool_workers):
 
 
 def test_pool_workers_never_write_a_secret(pool_workers, emulator):
-    _, run_dir = pool_workers
+    run_dir = pool_workers.run_dir
     client = redis.Redis.from_url(os.environ["REDIS_URL"])
     secrets = [s.encode() for s in (FAKE_KEY, OTHER_PROJECT_KEY, REVOKED_KEY)]
     for name in client.scan_iter(count=1000):
@@ -246,33 +256,39 @@ def waiting_worker(redis_url, emulator_process, tmp_path_factory):
         "GEMINI_TASKS_MAX_KEY_WAIT": "30",
     }
     with local.workers(1, env, concurrency=10, log_dir=run_dir, cwd=run_dir):
-        yield run_dir
+        yield Workers(run_dir, runtime_for(env))
 
 
-def test_long_waits_requeue_the_task_and_short_ones_sleep(waiting_worker, emulator):
+def test_long_waits_wait_in_redis_and_short_ones_sleep(waiting_worker, emulator):
     from gemini_tasks.producer import submit
 
+    rt = waiting_worker.rt
     results = list(
-        submit([{"prompt": f"wait {i}"} for i in range(6)], queue="pool-wait").results(timeout=60)
+        submit([{"prompt": f"wait {i}"} for i in range(6)], queue="pool-wait", rt=rt).results(
+            timeout=60
+        )
     )
 
     assert all(r.ok for r in results), [r.error for r in results if not r.ok]
     assert emulator.stats()["by_outcome"] == {"ok": 6}
     # Two keys, each usable once a second: most prompts waited for one.
     assert sum(r.timings["key_wait_seconds"] > 0 for r in results) >= 3
-    log = (waiting_worker / "worker-0.log").read_text()
-    assert "for a usable key; re-queued" in log
+    log = (waiting_worker.run_dir / "worker-0.log").read_text()
+    assert "more, in Redis" in log
 
 
 def test_every_key_exhausted_past_the_limit_is_an_exhausted_error(waiting_worker, emulator):
     from gemini_tasks.producer import submit
 
+    rt = waiting_worker.rt
     # A per-minute quota of one request: after it, each project waits about a minute,
     # longer than GEMINI_TASKS_MAX_KEY_WAIT=30 allows.
     emulator.configure(limits={"rpm": 1})
     time.sleep(1)  # let the keys' cooldowns from the previous test pass
     results = list(
-        submit([{"prompt": f"x {i}"} for i in range(4)], queue="pool-wait").results(timeout=60)
+        submit([{"prompt": f"x {i}"} for i in range(4)], queue="pool-wait", rt=rt).results(
+            timeout=60
+        )
     )
 
     failed = [r for r in results if not r.ok]

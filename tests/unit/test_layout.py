@@ -6,17 +6,19 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "gemini_tasks"
 BOTTOM = {
     "settings", "errors", "keyspace", "records", "result", "limits", "keys", "jsonvalue",
-    "connections", "broker", "app", "runtime", "logs", "celery", "media",
+    "connections", "broker", "app", "runtime", "logs", "celery", "media", "messages",
+    "scripts",
 }  # fmt: skip
 # What each part may import, besides itself and the bottom layer.
 ALLOWED = {
     "bottom": set(),
     "pool": set(),
-    "producer": set(),
-    "worker": {"pool"},
+    "scheduler": set(),
+    "producer": {"scheduler"},
+    "worker": {"pool", "scheduler"},
     "emulator": set(),
-    "ops": {"pool", "producer", "worker", "seed", "emulator"},
-    "seed": {"pool", "producer", "ops"},
+    "ops": {"pool", "scheduler", "producer", "worker", "seed", "emulator"},
+    "seed": {"pool", "scheduler", "producer", "ops"},
     "__main__": {"ops"},
 }
 LONGEST_FUNCTION = 60

@@ -1,0 +1,55 @@
+"""The Celery task message of one prompt, as a worker feeding the broker publishes it.
+
+It is the message `generate.apply_async` would send (Celery builds it), without what comes
+with it: Celery's Redis result backend subscribes to a channel per task sent (and keeps an
+`AsyncResult`), which nobody reads. Its arguments are shown in Flower and logs as a short
+description (`argsrepr`): never media bytes, never a secret.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Producer
+
+from gemini_tasks.app import GENERATE
+
+
+def task_id(job_id: str, index: int) -> str:
+    """A prompt's task id: its job's id and its position."""
+    return f"{job_id}-{index}"
+
+
+def describe(index: int, record: dict[str, Any]) -> str:
+    """The short description of a task argument."""
+    if "refused" in record:
+        return f"(prompt #{index}, refused at submit)"
+    prompt = str(record.get("prompt", ""))
+    media = "".join(
+        f", {m.get('kind')} {m.get('mime_type')} {str(m.get('sha256') or '')[:12] or m.get('uri')}"
+        for m in record.get("media") or []
+        if isinstance(m, dict)
+    )
+    return f"(prompt #{index}: {prompt[:60]!r}{media})"
+
+
+def publish(
+    app: Celery,
+    producer: Producer,
+    job_id: str,
+    index: int,
+    record: dict[str, Any],
+    queue: str,
+    carry: dict[str, Any] | None = None,
+) -> None:
+    """Queue prompt `index` of job `job_id` on `queue`; `carry` is what a parked prompt
+    goes on from. The worker records the result itself (`ignore_result`): Celery does not."""
+    args = (record, index)
+    kwargs = {"carry": carry} if carry else {}
+    options = app.amqp.router.route({"queue": queue}, GENERATE, args, kwargs)
+    message = app.amqp.create_task_message(
+        task_id(job_id, index), GENERATE, args, kwargs, group_id=job_id, group_index=index,
+        argsrepr=describe(index, record), ignore_result=True,
+    )  # fmt: skip
+    app.amqp.send_task_message(producer, GENERATE, message, **options)

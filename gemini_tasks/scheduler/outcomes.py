@@ -1,0 +1,196 @@
+"""`Outcomes`: each prompt's result, recorded once, with its job's counts and completion
+stream, in the result backend's Redis.
+
+A result is stored in Celery's own format under Celery's key (`celery-task-meta-<task id>`),
+so `celery result <task id>` reads it too; its value is our `Result`, failures included,
+while the task's state in Flower (from Celery's events) says whether the prompt failed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from gemini_tasks import scripts
+from gemini_tasks.connections import text
+from gemini_tasks.errors import ErrorKind
+from gemini_tasks.keyspace import Keyspace
+from gemini_tasks.result import Result
+
+META = "celery-task-meta-"
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What finished of a job so far."""
+
+    done: int = 0
+    failed: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    thought_tokens: int = 0
+    cached_tokens: int = 0
+    cost: float = 0.0
+    budget: float = 0.0  # 0: none
+    reserved: float = 0.0
+
+    @property
+    def succeeded(self) -> int:
+        return self.done - self.failed
+
+    @classmethod
+    def from_hash(cls, raw: dict[str, str]) -> Counts:
+        def integer(name: str) -> int:
+            return int(float(raw.get(name, 0)))
+
+        return cls(
+            done=integer("done"),
+            failed=integer("failed"),
+            by_kind={k[5:]: int(v) for k, v in raw.items() if k.startswith("kind:") and int(v)},
+            prompt_tokens=integer("prompt_tokens"),
+            output_tokens=integer("output_tokens"),
+            thought_tokens=integer("thought_tokens"),
+            cached_tokens=integer("cached_tokens"),
+            cost=float(raw.get("cost", 0)),
+            budget=float(raw.get("budget", 0)),
+            reserved=float(raw.get("reserved", 0)),
+        )
+
+
+def meta_key(task_id: str) -> str:
+    return META + task_id
+
+
+def celery_meta(task_id: str, job_id: str, index: int, result: Result) -> str:
+    """The result in the form Celery's Redis backend stores (status, result, ...)."""
+    return json.dumps(
+        {
+            "status": "SUCCESS",
+            "result": result.to_json(),
+            "traceback": None,
+            "children": [],
+            "date_done": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
+            "task_id": task_id,
+            "group_id": job_id,
+            "group_index": index,
+        }
+    )
+
+
+class Outcomes:
+    def __init__(self, client: redis.Redis, keyspace: Keyspace, ttl: int):
+        self.redis, self.keys, self.ttl = client, keyspace, ttl
+        self._scripts = scripts.register(
+            client, "gemini_tasks.scheduler", ("finish", "unfinish", "reserve")
+        )
+
+    def finish(self, job_id: str, result: Result, cost: float = 0.0, reserved: float = 0.0) -> bool:
+        """Record `result` as its prompt's, unless the prompt has one; True if recorded."""
+        task_id = f"{job_id}-{result.index}"
+        usage = result.usage or {}
+        recorded = self._scripts["finish"](
+            keys=[meta_key(task_id)],
+            args=[
+                self.keys.tag, job_id, result.index,
+                celery_meta(task_id, job_id, result.index, result), self.ttl,
+                result.error_kind.value if result.error_kind else "",
+                int(usage.get("prompt_token_count") or 0),
+                int(usage.get("candidates_token_count") or 0),
+                int(usage.get("thoughts_token_count") or 0),
+                int(usage.get("cached_content_token_count") or 0),
+                repr(float(cost)), repr(float(reserved)),
+            ],
+        )  # fmt: skip
+        return bool(recorded)
+
+    def store(self, task_id: str, result: Result) -> None:
+        """Store the result of a task sent outside any job (nothing counts it)."""
+        meta = celery_meta(task_id, "", result.index, result)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(meta_key(task_id), meta, ex=self.ttl)
+        # As Celery's Redis backend does, for a client waiting on AsyncResult.get().
+        pipe.publish(meta_key(task_id), meta)
+        pipe.execute()
+
+    def results(self, job_id: str, indexes: list[int]) -> dict[int, Result]:
+        """The stored results among `indexes`."""
+        raw = self.redis.mget([meta_key(f"{job_id}-{i}") for i in indexes])
+        found: dict[int, Result] = {}
+        for index, value in zip(indexes, raw, strict=True):
+            if value is not None:
+                found[index] = Result.from_json(json.loads(value)["result"])
+        return found
+
+    def has(self, job_id: str, index: int) -> bool:
+        return bool(self.redis.exists(meta_key(f"{job_id}-{index}")))
+
+    def counts(self, job_id: str) -> Counts:
+        raw = self.redis.hgetall(self.keys.job_counts(job_id))
+        return Counts.from_hash({text(k): text(v) for k, v in raw.items()})
+
+    def events(
+        self, job_id: str, after: str = "0-0", count: int = 1000, block: float = 0
+    ) -> tuple[str, list[int]]:
+        """Indexes finished after stream position `after`, and the position after them,
+        waiting up to `block` seconds for one when there is none yet."""
+        wait = int(block * 1000) if block > 0 else None
+        reply: Any = self.redis.xread(
+            {self.keys.job_events(job_id): after}, count=count, block=wait
+        )
+        if not reply:
+            return after, []
+        entries = reply[0][1]
+        indexes = [int(text(fields[b"i"])) for _, fields in entries]
+        return text(entries[-1][0]), indexes
+
+    def finished_between(self, job_id: str) -> tuple[float | None, float | None]:
+        """When the job's first and latest prompts finished (from their stream ids)."""
+        key = self.keys.job_events(job_id)
+        first: Any = self.redis.xrange(key, count=1)
+        last: Any = self.redis.xrevrange(key, count=1)
+
+        def seconds(entries: Any) -> float | None:
+            return int(text(entries[0][0]).split("-")[0]) / 1000 if entries else None
+
+        return seconds(first), seconds(last)
+
+    def forget_failures(self, job_id: str, kind: ErrorKind, most: int = 10_000) -> list[int]:
+        """Delete the results of prompts that failed with `kind` (to run them again)."""
+        indexes = self._scripts["unfinish"](
+            keys=[self.keys.job_counts(job_id)],
+            args=[self.keys.tag, job_id, kind.value, f"{META}{job_id}-", most],
+        )
+        return [int(text(i)) for i in indexes]
+
+    def set_budget(self, job_id: str, budget: float) -> None:
+        key = self.keys.job_counts(job_id)
+        self.redis.hset(key, "budget", repr(float(budget)))
+        self.redis.expire(key, self.ttl)
+
+    def reserve(self, job_id: str, estimate: float) -> bool:
+        """Set `estimate` aside from the job's budget before a call; False if it does not fit."""
+        return bool(
+            self._scripts["reserve"](
+                keys=[self.keys.job_counts(job_id)], args=[self.keys.tag, job_id, repr(estimate)]
+            )
+        )
+
+    def unreserve(self, job_id: str, estimate: float) -> None:
+        self.redis.hincrbyfloat(self.keys.job_counts(job_id), "reserved", -estimate)
+
+    def delete(self, job_id: str, total: int) -> None:
+        keys = self.keys
+        names = [keys.job_counts(job_id), keys.job_events(job_id)]
+        names += [keys.job_failed(job_id, kind.value) for kind in ErrorKind]
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.delete(*names)
+        for start in range(0, total, 1000):
+            pipe.delete(
+                *(meta_key(f"{job_id}-{i}") for i in range(start, min(total, start + 1000)))
+            )
+        pipe.execute()

@@ -1,0 +1,269 @@
+"""`JobQueue`: jobs and their waiting prompts in the broker's Redis, and the dispatch that
+feeds them to workers (priorities, fair share, per-job caps)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import redis
+
+from gemini_tasks import scripts
+from gemini_tasks.connections import text
+from gemini_tasks.keyspace import Keyspace
+
+NAMES = ("dispatch", "park", "schedule", "cancel")
+# How long a producer's mark that it is still submitting lasts without being renewed.
+SUBMITTER_TTL = 30
+
+
+class JobState(str, Enum):
+    SUBMITTING = "submitting"  # a producer is still adding prompts
+    SUBMITTED = "submitted"  # every prompt is in; they run as workers take them
+    PAUSED = "paused"  # no prompt of the job is fed until it is resumed
+    CANCELLED = "cancelled"  # no prompt of the job is sent any more
+    INCOMPLETE = "incomplete"  # its producer stopped before adding every prompt
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Priority(str, Enum):
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """A job as its record in the broker's Redis says."""
+
+    id: str
+    state: JobState
+    total: int
+    created_at: float
+    queue: str
+    priority: Priority
+    weight: float
+    model: str
+    max_concurrency: int
+    max_rpm: int
+    options: dict[str, str]  # everything else the job was submitted with (mode, budget, ...)
+
+    @classmethod
+    def from_hash(cls, job_id: str, raw: dict[str, str]) -> JobInfo:
+        known = {"state", "total", "created_at", "queue", "priority", "weight", "model",
+                 "max_concurrency", "max_rpm"}  # fmt: skip
+        return cls(
+            id=job_id,
+            state=JobState(raw.get("state", "submitting")),
+            total=int(raw.get("total", 0)),
+            created_at=float(raw.get("created_at", 0)),
+            queue=raw.get("queue", ""),
+            priority=Priority(raw.get("priority", "normal")),
+            weight=float(raw.get("weight", 1)),
+            model=raw.get("model", ""),
+            max_concurrency=int(raw.get("max_concurrency", 0)),
+            max_rpm=int(raw.get("max_rpm", 0)),
+            options={k: v for k, v in raw.items() if k not in known},
+        )
+
+
+@dataclass(frozen=True)
+class Fed:
+    """One prompt a worker took from a job's queue, to publish to the broker."""
+
+    job: str
+    index: int
+    record: str  # the task argument, as JSON
+    carry: str = ""  # what a parked prompt's run goes on from, as JSON ("" for a fresh one)
+
+
+class JobQueue:
+    """The scheduler's queue side, on the broker's Redis."""
+
+    def __init__(self, client: redis.Redis, keyspace: Keyspace, ttl: int):
+        self.redis, self.keys, self.ttl = client, keyspace, ttl
+        self._scripts = scripts.register(client, "gemini_tasks.scheduler", NAMES)
+
+    def _run(self, name: str, key: str, *args: Any) -> Any:
+        return self._scripts[name](keys=[key], args=[self.keys.tag, *args])
+
+    # -- a job's record -------------------------------------------------------------------
+    def create(self, job_id: str, fields: dict[str, str | int | float]) -> None:
+        key = self.keys.job(job_id)
+        pipe = self.redis.pipeline(transaction=False)
+        mapping: dict[Any, Any] = {"state": JobState.SUBMITTING.value, "total": 0, **fields}
+        pipe.hset(key, mapping=mapping)
+        pipe.expire(key, self.ttl)
+        pipe.zadd(self.keys.jobs(), {job_id: float(fields.get("created_at", time.time()))})
+        pipe.set(self.keys.submitter(job_id), "1", ex=SUBMITTER_TTL)
+        pipe.execute()
+
+    def state(self, job_id: str) -> JobState | None:
+        raw = self.redis.hget(self.keys.job(job_id), "state")
+        return None if raw is None else JobState(text(raw))
+
+    def info(self, job_id: str) -> JobInfo | None:
+        raw = self.redis.hgetall(self.keys.job(job_id))
+        if not raw:
+            return None
+        return JobInfo.from_hash(job_id, {text(k): text(v) for k, v in raw.items()})
+
+    def update(self, job_id: str, **fields: str | int | float) -> None:
+        mapping: dict[Any, Any] = dict(fields)
+        self.redis.hset(self.keys.job(job_id), mapping=mapping)
+
+    def submitting(self, job_id: str) -> bool:
+        """Whether a producer is still adding prompts (it renews its mark as it goes)."""
+        return bool(self.redis.exists(self.keys.submitter(job_id)))
+
+    def recent(self, count: int) -> list[str]:
+        found: list[Any] = self.redis.zrevrange(self.keys.jobs(), 0, count - 1)
+        return [text(j) for j in found]
+
+    # -- prompts in, out and back ---------------------------------------------------------
+    def add(self, job_id: str, prompts: Sequence[tuple[int, str]], total: int) -> None:
+        """Queue `prompts` ((index, task argument)) after those already queued."""
+        pipe = self.redis.pipeline(transaction=False)
+        if prompts:
+            pipe.hset(self.keys.job_args(job_id), mapping={str(i): r for i, r in prompts})
+            pipe.rpush(self.keys.job_todo(job_id), *(i for i, _ in prompts))
+        for name in (self.keys.job_args(job_id), self.keys.job_todo(job_id)):
+            pipe.expire(name, self.ttl)
+        pipe.hset(self.keys.job(job_id), "total", total)
+        pipe.set(self.keys.submitter(job_id), "1", ex=SUBMITTER_TTL)
+        pipe.execute()
+        if prompts:
+            self._run("schedule", self.keys.job(job_id), job_id)
+
+    def finish_submitting(self, job_id: str, state: JobState) -> None:
+        self.redis.hset(self.keys.job(job_id), "state", state.value)
+        self.redis.delete(self.keys.submitter(job_id))
+
+    def dispatch(
+        self, queue: str, want: int, worker: str, usable: Iterable[str] | None
+    ) -> list[Fed]:
+        """Up to `want` prompts (less those already waiting in the broker) for `worker` to
+        publish; `usable` names the models the worker can serve now (None: any)."""
+        models = "*" if usable is None else " ".join(usable)
+        flat = self._run("dispatch", self.keys.workers(), queue, want, worker, models)
+        return [
+            Fed(text(flat[i]), int(flat[i + 1]), text(flat[i + 2]), text(flat[i + 3]))
+            for i in range(0, len(flat), 4)
+        ]
+
+    def published(self, worker: str, fed: Sequence[Fed]) -> None:
+        if fed:
+            self.redis.hdel(self.keys.transit(worker), *(f"{f.job}:{f.index}" for f in fed))
+
+    def park(
+        self,
+        job_id: str,
+        indexes: Sequence[int],
+        blocked_until: float = 0,
+        model: str = "",
+        carry: str = "",
+    ) -> None:
+        """Put `indexes` back at the front of the job's queue (see lua/park.lua)."""
+        args = (job_id, blocked_until, model, carry, *indexes)
+        self._run("park", self.keys.job(job_id), *args)
+
+    def requeue(self, job_id: str, indexes: Sequence[int]) -> None:
+        """Queue `indexes` again, at the front (to run failed prompts again)."""
+        self.park(job_id, indexes)
+
+    def done(self, job_id: str, index: int, succeeded: bool) -> None:
+        """The prompt has its result: it is no longer in flight, and once it succeeded its
+        task argument is no longer needed (a failed one's is kept, to retry it)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrem(self.keys.job_inflight(job_id), index)
+        pipe.hdel(self.keys.job_carry(job_id), index)
+        if succeeded:
+            pipe.hdel(self.keys.job_args(job_id), index)
+        pipe.execute()
+
+    def record(self, job_id: str, index: int) -> str | None:
+        raw = self.redis.hget(self.keys.job_args(job_id), str(index))
+        return None if raw is None else text(raw)
+
+    def inflight(self, job_id: str) -> dict[int, float]:
+        pairs: list[Any] = self.redis.zrange(self.keys.job_inflight(job_id), 0, -1, withscores=True)
+        return {int(text(i)): float(t) for i, t in pairs}
+
+    def stale(self, older_than: float) -> dict[str, list[int]]:
+        """Per job, the prompts fed more than `older_than` seconds ago and not yet finished;
+        jobs with nothing in flight leave the active set."""
+        found: dict[str, list[int]] = {}
+        before = time.time() - older_than
+        for raw in self.redis.smembers(self.keys.active()):
+            job_id = text(raw)
+            if not self.redis.zcard(self.keys.job_inflight(job_id)):
+                self.redis.srem(self.keys.active(), job_id)
+                continue
+            old: list[Any] = self.redis.zrangebyscore(
+                self.keys.job_inflight(job_id), "-inf", before
+            )
+            if old:
+                found[job_id] = [int(text(i)) for i in old]
+        return found
+
+    def task_ids_in_broker(self, queue: str) -> set[str]:
+        """Ids of the tasks queued on `queue` or held, unacknowledged, by a worker (the
+        queue stays short: workers feed it only as their threads free up).
+
+        Reads kombu's Redis layout: the queue is a list of JSON messages, and messages a
+        worker holds are in the `unacked` hash as [message, exchange, routing key].
+        """
+        ids: set[str] = set()
+        for raw in self.redis.lrange(queue, 0, -1):
+            ids.add(json.loads(raw)["headers"]["id"])
+        for raw in self.redis.hvals("unacked"):
+            ids.add(json.loads(raw)[0]["headers"]["id"])
+        return ids
+
+    def waiting(self, job_id: str) -> int:
+        return int(self.redis.llen(self.keys.job_todo(job_id)))
+
+    # -- control --------------------------------------------------------------------------
+    def cancel(self, job_id: str, most: int = 10_000) -> list[int]:
+        """Mark the job cancelled and take up to `most` unfed prompts out of its queue."""
+        return [int(text(i)) for i in self._run("cancel", self.keys.job(job_id), job_id, most)]
+
+    def pause(self, job_id: str) -> None:
+        self.update(job_id, state=JobState.PAUSED.value)
+
+    def resume(self, job_id: str, state: JobState = JobState.SUBMITTED) -> None:
+        self.update(job_id, state=state.value)
+        self._run("schedule", self.keys.job(job_id), job_id)
+
+    def reprioritise(self, job_id: str, priority: Priority) -> None:
+        info = self.info(job_id)
+        if info is None:
+            return
+        self.redis.zrem(self.keys.sched(info.queue, info.priority.value), job_id)
+        self.update(job_id, priority=priority.value)
+        self._run("schedule", self.keys.job(job_id), job_id)
+
+    def delete(self, job_id: str) -> None:
+        info = self.info(job_id)
+        keys = self.keys
+        names = [
+            keys.job(job_id), keys.job_args(job_id), keys.job_todo(job_id),
+            keys.job_inflight(job_id), keys.job_rpm(job_id), keys.job_carry(job_id),
+            keys.submitter(job_id),
+        ]  # fmt: skip
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.delete(*names)
+        pipe.zrem(keys.jobs(), job_id)
+        if info is not None:
+            for level in Priority:
+                pipe.zrem(keys.sched(info.queue, level.value), job_id)
+        pipe.execute()

@@ -1,0 +1,105 @@
+"""The worker's heartbeat: a thread that tells the cluster this worker is alive, keeps the
+messages it holds from being handed to another worker, and gives back what dead workers
+held, within seconds and whatever the broker's visibility timeout.
+
+It also finds messages the broker lost. Redis has no server-side acknowledgement: a
+message popped in the instant Redis or a worker dies can vanish before kombu records it as
+unacknowledged. A prompt fed long ago, with no result, that is neither queued nor held by
+any worker, is fed again (one worker looks at a time, every `GEMINI_TASKS_LOST_AFTER` seconds).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+from gemini_tasks.worker.context import WorkerContext
+
+log = logging.getLogger(__name__)
+
+# Beats per dead_after: a worker is taken for dead only after missing several.
+BEATS = 4
+
+# An evicted worker lets its threads see the fence, then exits: its supervisor (systemd,
+# docker, Kubernetes) starts a fresh one with a new identity.
+EXIT_AFTER_EVICTION = 5.0
+
+
+class Heartbeat(threading.Thread):
+    def __init__(self, ctx: WorkerContext):
+        super().__init__(name="gemini-tasks-heartbeat", daemon=True)
+        self.ctx = ctx
+        self.stopping = threading.Event()
+        self.lost_looked = time.monotonic()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            self.beat()
+            self.stopping.wait(self.ctx.fence.dead_after / BEATS)
+
+    def beat(self) -> None:
+        ctx = self.ctx
+        try:
+            alive = ctx.liveness.beat(ctx.worker_id, ctx.threads)
+        except Exception:  # Redis away: the fence stops calls if it stays away too long
+            log.warning("heartbeat failed; trying again", exc_info=True)
+            return
+        if not alive:
+            ctx.fence.evicted = True
+            ctx.fence.confirmed()
+            log.error(
+                "this worker was taken for dead (no heartbeat for %gs) and its prompts went "
+                "to other workers; it stops sending and exits",
+                ctx.fence.dead_after,
+            )
+            threading.Timer(EXIT_AFTER_EVICTION, os._exit, args=(75,)).start()
+            self.stopping.set()
+            return
+        ctx.fence.confirmed()
+        try:
+            swept = ctx.liveness.sweep(ctx.fence.dead_after)
+        except Exception:
+            log.warning("sweeping for dead workers failed", exc_info=True)
+            return
+        if swept.workers:
+            log.warning(
+                "took %d worker(s) for dead: %d message(s) and %d prompt(s) they held run again",
+                swept.workers, swept.messages, swept.prompts,
+            )  # fmt: skip
+        if time.monotonic() - self.lost_looked > ctx.runtime.settings.lost_after:
+            self.lost_looked = time.monotonic()
+            self.recover_lost()
+
+    def recover_lost(self) -> int:
+        """Feed again the prompts whose message the broker lost; returns how many."""
+        ctx = self.ctx
+        after = ctx.runtime.settings.lost_after
+        lock = f"{ctx.runtime.keys.tag}:lost-sweep"
+        if not ctx.runtime.broker.set(lock, ctx.worker_id, nx=True, ex=max(1, int(after))):
+            return 0
+        requeued = 0
+        stale = ctx.queue.stale(after)
+        in_broker: dict[str, set[str]] = {}
+        for job_id, indexes in stale.items():
+            info = ctx.queue.info(job_id)
+            if info is None:
+                continue
+            if info.queue not in in_broker:
+                in_broker[info.queue] = ctx.queue.task_ids_in_broker(info.queue)
+            lost = []
+            for index in indexes:
+                if ctx.outcomes.has(job_id, index):
+                    ctx.queue.done(job_id, index, False)
+                elif f"{job_id}-{index}" not in in_broker[info.queue]:
+                    lost.append(index)
+            if lost:
+                ctx.queue.requeue(job_id, lost)
+                requeued += len(lost)
+                log.warning("job %s: fed again %d prompt(s) the broker lost", job_id, len(lost))
+        return requeued
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.ctx.liveness.leave(self.ctx.worker_id)
