@@ -39,6 +39,11 @@ class Result:
     key_id: str | None = None
     worker: str | None = None
     attempts: int = 0
+    rate_limited: int = 0  # calls answered 429 (a quota, or Gemini's capacity)
+    # What Gemini charged for the prompt's calls, in USD (0 for a model with no price).
+    cost: float = 0.0
+    # The part of `cost` already counted against the job's budget, call by call.
+    settled: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     task_id: str | None = None
 

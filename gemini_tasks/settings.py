@@ -17,6 +17,7 @@ from dotenv import find_dotenv, load_dotenv
 
 from gemini_tasks.errors import ConfigError
 from gemini_tasks.limits import Limits, LimitTable, parse_limits
+from gemini_tasks.prices import DEFAULT_PRICES, Price, parse_prices
 
 T = TypeVar("T")
 N = TypeVar("N", int, float)
@@ -55,6 +56,7 @@ class Settings:
     outage_budget: float
     worker_dead_after: float
     lost_after: float
+    prices: dict[str, Price]
     media_store: str
     inline_limit_bytes: int
     log_format: str
@@ -234,6 +236,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         outage_budget=e.get("OUTAGE_BUDGET", 6 * 3600.0, _SECONDS),
         worker_dead_after=e.get("WORKER_DEAD_AFTER", 20.0, _POSITIVE_FLOAT),
         lost_after=e.get("LOST_AFTER", 30.0, _POSITIVE_FLOAT),
+        prices={**DEFAULT_PRICES, **e.get("PRICES", {}, parse_prices)},
         media_store=e.get("MEDIA_STORE", "redis", _media_store),
         log_format=e.get("LOG_FORMAT", "text", _log_format),
         inline_limit_bytes=e.get("INLINE_LIMIT_BYTES", 20 * 1024 * 1024, _POSITIVE_INT),

@@ -20,6 +20,7 @@ from gemini_tasks.messages import task_id
 from gemini_tasks.producer import holds
 from gemini_tasks.result import Result
 from gemini_tasks.scheduler import Counts, JobInfo, JobQueue, JobState, Outcomes, Priority
+from gemini_tasks.scheduler.ending import end_unsent
 
 FETCH = 500
 
@@ -187,16 +188,10 @@ class Job:
     def cancel(self) -> int:
         """Send no more of this job's prompts: every prompt not yet sent ends as cancelled
         at once (calls in flight finish). Returns how many were cancelled here."""
-        cancelled = 0
-        while indexes := self.scheduler.cancel(self.id):
-            for index in indexes:
-                result = Result(index=index, task_id=self.task_id(index))
-                result.fail(ErrorKind.CANCELLED, "cancelled: the job was cancelled before "
-                            "this prompt was sent")  # fmt: skip
-                if self.outcomes.finish(self.id, result):
-                    self.scheduler.done(self.id, index, False)
-                    cancelled += 1
-        return cancelled
+        why = "cancelled: the job was cancelled before this prompt was sent"
+        return end_unsent(
+            self.scheduler, self.outcomes, self.id, JobState.CANCELLED, ErrorKind.CANCELLED, why
+        )
 
     def pause(self) -> None:
         """Feed no more of this job's prompts until `resume` (calls in flight finish)."""
@@ -218,6 +213,7 @@ class Job:
     def set_budget(self, usd: float) -> None:
         """Raise (or set) the job's budget; prompts stopped by the old one run again."""
         self.outcomes.set_budget(self.id, usd)
+        self.scheduler.update(self.id, budget=usd)
         self.retry([ErrorKind.BUDGET])
 
     def retry(self, kinds: list[ErrorKind] | None = None) -> int:
@@ -228,10 +224,8 @@ class Job:
             while indexes := self.outcomes.forget_failures(self.id, kind):
                 self.scheduler.requeue(self.id, sorted(indexes))
                 again += len(indexes)
-        if again:
-            info = self.info()
-            if info.state is JobState.CANCELLED:
-                self.scheduler.resume(self.id, JobState.SUBMITTED)
+        if again and self.info().state in (JobState.CANCELLED, JobState.OVER_BUDGET):
+            self.scheduler.resume(self.id, JobState.SUBMITTED)
         return again
 
     def forget(self, force: bool = False) -> None:

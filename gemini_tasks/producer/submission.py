@@ -123,6 +123,7 @@ def _open(rt: runtime.Runtime, options: JobOptions, resume: str | None) -> tuple
     job.scheduler.create(job.id, {**fields, **options.fields()})
     if options.budget:
         job.outcomes.set_budget(job.id, options.budget)
+        job.scheduler.update(job.id, budget=options.budget)
     return job, 0
 
 

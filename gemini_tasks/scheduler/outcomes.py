@@ -35,6 +35,7 @@ class Counts:
     output_tokens: int = 0
     thought_tokens: int = 0
     cached_tokens: int = 0
+    rate_limited: int = 0  # calls answered 429
     cost: float = 0.0
     budget: float = 0.0  # 0: none
     reserved: float = 0.0
@@ -56,6 +57,7 @@ class Counts:
             output_tokens=integer("output_tokens"),
             thought_tokens=integer("thought_tokens"),
             cached_tokens=integer("cached_tokens"),
+            rate_limited=integer("rate_limited"),
             cost=float(raw.get("cost", 0)),
             budget=float(raw.get("budget", 0)),
             reserved=float(raw.get("reserved", 0)),
@@ -89,8 +91,9 @@ class Outcomes:
             client, "gemini_tasks.scheduler", ("finish", "unfinish", "reserve")
         )
 
-    def finish(self, job_id: str, result: Result, cost: float = 0.0, reserved: float = 0.0) -> bool:
-        """Record `result` as its prompt's, unless the prompt has one; True if recorded."""
+    def finish(self, job_id: str, result: Result) -> bool:
+        """Record `result` as its prompt's, unless the prompt has one; True if recorded.
+        Its cost counts now, but for the part already settled call by call."""
         task_id = f"{job_id}-{result.index}"
         usage = result.usage or {}
         recorded = self._scripts["finish"](
@@ -103,7 +106,8 @@ class Outcomes:
                 int(usage.get("candidates_token_count") or 0),
                 int(usage.get("thoughts_token_count") or 0),
                 int(usage.get("cached_content_token_count") or 0),
-                repr(float(cost)), repr(float(reserved)),
+                result.rate_limited,
+                repr(result.cost - result.settled),
             ],
         )  # fmt: skip
         return bool(recorded)
@@ -180,8 +184,12 @@ class Outcomes:
             )
         )
 
-    def unreserve(self, job_id: str, estimate: float) -> None:
-        self.redis.hincrbyfloat(self.keys.job_counts(job_id), "reserved", -estimate)
+    def settle(self, job_id: str, estimate: float, cost: float) -> None:
+        """Replace a call's reservation with what it cost."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hincrbyfloat(self.keys.job_counts(job_id), "reserved", -estimate)
+        pipe.hincrbyfloat(self.keys.job_counts(job_id), "cost", cost)
+        pipe.execute()
 
     def delete(self, job_id: str, total: int) -> None:
         keys = self.keys

@@ -16,7 +16,7 @@ from gemini_tasks import scripts
 from gemini_tasks.connections import text
 from gemini_tasks.keyspace import Keyspace
 
-NAMES = ("dispatch", "park", "schedule", "cancel")
+NAMES = ("dispatch", "park", "schedule", "stop")
 # How long a producer's mark that it is still submitting lasts without being renewed.
 SUBMITTER_TTL = 30
 
@@ -26,6 +26,7 @@ class JobState(str, Enum):
     SUBMITTED = "submitted"  # every prompt is in; they run as workers take them
     PAUSED = "paused"  # no prompt of the job is fed until it is resumed
     CANCELLED = "cancelled"  # no prompt of the job is sent any more
+    OVER_BUDGET = "over_budget"  # its budget is spent: no prompt is sent until it is raised
     INCOMPLETE = "incomplete"  # its producer stopped before adding every prompt
 
     def __str__(self) -> str:
@@ -107,9 +108,11 @@ class JobQueue:
         pipe.set(self.keys.submitter(job_id), "1", ex=SUBMITTER_TTL)
         pipe.execute()
 
-    def state(self, job_id: str) -> JobState | None:
-        raw = self.redis.hget(self.keys.job(job_id), "state")
-        return None if raw is None else JobState(text(raw))
+    def control(self, job_id: str) -> tuple[JobState | None, bool]:
+        """The job's state, and whether it has a budget (each call then reserves its cost)."""
+        state, budget = self.redis.hmget(self.keys.job(job_id), ["state", "budget"])
+        has_budget = budget is not None and float(text(budget)) > 0
+        return (None if state is None else JobState(text(state))), has_budget
 
     def info(self, job_id: str) -> JobInfo | None:
         raw = self.redis.hgetall(self.keys.job(job_id))
@@ -233,9 +236,11 @@ class JobQueue:
         return int(self.redis.llen(self.keys.job_todo(job_id)))
 
     # -- control --------------------------------------------------------------------------
-    def cancel(self, job_id: str, most: int = 10_000) -> list[int]:
-        """Mark the job cancelled and take up to `most` unfed prompts out of its queue."""
-        return [int(text(i)) for i in self._run("cancel", self.keys.job(job_id), job_id, most)]
+    def stop(self, job_id: str, state: JobState, most: int = 10_000) -> list[int]:
+        """Mark the job `state` (cancelled or over budget) and take up to `most` unfed prompts
+        out of its queue."""
+        taken = self._run("stop", self.keys.job(job_id), job_id, state.value, most)
+        return [int(text(i)) for i in taken]
 
     def pause(self, job_id: str) -> None:
         self.update(job_id, state=JobState.PAUSED.value)

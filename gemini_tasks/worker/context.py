@@ -73,17 +73,17 @@ class WorkerContext:
     busy: int = 0  # threads running a prompt now
     wake: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _states: dict[str, tuple[float, JobState | None]] = field(default_factory=dict)
+    _controls: dict[str, tuple[float, JobState | None, bool]] = field(default_factory=dict)
 
-    def job_state(self, job_id: str) -> JobState | None:
-        """The job's state, read at most once a second per job: a cancel or a pause
-        reaches every thread of this worker within about a second."""
+    def job_control(self, job_id: str) -> tuple[JobState | None, bool]:
+        """The job's state and whether it has a budget, read at most once a second per job:
+        a cancel or a pause reaches every thread of this worker within about a second."""
         now = time.monotonic()
-        read_at, state = self._states.get(job_id, (0.0, None))
+        read_at, state, budget = self._controls.get(job_id, (0.0, None, False))
         if now - read_at > STATE_EVERY:
-            state = self.queue.state(job_id)
-            self._states[job_id] = (now, state)
-        return state
+            state, budget = self.queue.control(job_id)
+            self._controls[job_id] = (now, state, budget)
+        return state, budget
 
     def started(self) -> None:
         with self._lock:

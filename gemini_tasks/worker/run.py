@@ -21,13 +21,22 @@ from typing import Any
 
 from google.genai import types
 
-from gemini_tasks.errors import ErrorKind, GeminiCallError, GeminiTasksError, InvalidPrompt
+from gemini_tasks import prices
+from gemini_tasks.errors import (
+    CapacityExhausted,
+    ErrorKind,
+    GeminiCallError,
+    GeminiTasksError,
+    InvalidPrompt,
+    QuotaExceeded,
+)
 from gemini_tasks.keys import redact
 from gemini_tasks.media.refs import MediaRef
 from gemini_tasks.pool import Lease, NoKeyYet
 from gemini_tasks.records import StagedRecord, parse_staged
 from gemini_tasks.result import Result, metadata_of
 from gemini_tasks.scheduler import JobState
+from gemini_tasks.scheduler.ending import end_unsent
 from gemini_tasks.worker import response as responses
 from gemini_tasks.worker.classify import classify
 from gemini_tasks.worker.clients import client_for
@@ -37,6 +46,8 @@ from gemini_tasks.worker.request import build_request, estimate_tokens
 
 log = logging.getLogger(__name__)
 
+# Output tokens a call is assumed to cost when it sets no max_output_tokens (for budgets).
+OUTPUT_ESTIMATE = 2048
 # Longest sleep between two looks at the pool while waiting: a key reset, a quota that
 # returns or a worker with new keys is noticed within this.
 POLL = 2.0
@@ -92,6 +103,8 @@ class PromptRun:
             self.key_wait += max(0.0, time.time() - float(carry["parked_at"]))
         self.outage_wait = float(carry.get("outage_wait_seconds", 0.0))
         self.started = time.time()
+        self.price: prices.Price | None = None
+        self.call_cost = 0.0
         self.deadline = time.monotonic() + self.settings.task_time_limit
         self.api_seconds = self.backoff_seconds = 0.0
 
@@ -141,6 +154,7 @@ class PromptRun:
 
     def _until_done(self, record: StagedRecord, media: _Media, model: str) -> None:
         tokens = estimate_tokens(record)
+        self.price = prices.price_of(self.settings.prices, model)
         while True:
             self._check_job(model)
             if self.deadline - time.monotonic() <= 0:
@@ -152,12 +166,14 @@ class PromptRun:
             lease = self._lease(model, tokens)
             try:
                 self.ctx.fence.check()
-            except Evicted:
+                reserved = self._reserve(record, model, tokens)
+            except (Evicted, _GiveUp):
                 self.ctx.pool.give_back(lease)
                 raise
             self.result.attempts += 1
             self.result.key_id, self.result.model = lease.key.id, model
             outcome, parts, outage = self._call(lease, record, media, model)
+            self._settle(reserved)
             call = Call(lease.key.project, bool(media.to_upload), outage)
             if self._apply(decide(outcome, self.state, self.ctx.policy, call), lease, media, parts):
                 return
@@ -189,13 +205,39 @@ class PromptRun:
         except Exception as exc:  # every failure is classified, and the decision handles it
             self.api_seconds += time.monotonic() - started
             error = classify(exc)
+            if isinstance(error, (QuotaExceeded, CapacityExhausted)):
+                self.result.rate_limited += 1
             released = self.ctx.pool.release(lease, error)
             return error, parts, released.outage
         self.api_seconds += time.monotonic() - started
         self.ctx.pool.release(lease, None, responses.prompt_tokens(answer))
         kind = responses.read(answer)
         responses.fill(self.result, answer, kind)
+        # Gemini bills every answer, with text or without.
+        self.call_cost = prices.call_cost(self.price, self.result.usage)
+        self.result.cost += self.call_cost
         return kind, parts, False
+
+    def _reserve(self, record: StagedRecord, model: str, tokens: int) -> float:
+        """Set the call's estimated cost aside from the job's budget; 0 if it has none."""
+        self.call_cost = 0.0
+        if self.job_id is None or not self.ctx.job_control(self.job_id)[1]:
+            return 0.0
+        output = int(record.generation_config.get("max_output_tokens") or OUTPUT_ESTIMATE)
+        estimate = prices.estimate(self.price, tokens, output)
+        if self.ctx.outcomes.reserve(self.job_id, estimate):
+            return estimate
+        why = "budget: the job's budget was spent before this prompt was sent"
+        end_unsent(self.ctx.queue, self.ctx.outcomes, self.job_id, JobState.OVER_BUDGET,
+                   ErrorKind.BUDGET, why)  # fmt: skip
+        raise _GiveUp(ErrorKind.BUDGET, why)
+
+    def _settle(self, reserved: float) -> None:
+        """Replace the call's reservation with what it cost (a budgeted job's cost is counted
+        per call, so concurrent workers see each other's spending at once)."""
+        if reserved and self.job_id is not None:
+            self.ctx.outcomes.settle(self.job_id, reserved, self.call_cost)
+            self.result.settled += self.call_cost
 
     def _apply(
         self, decision: Decision, lease: Lease, media: _Media, parts: list[types.Part]
@@ -253,7 +295,7 @@ class PromptRun:
         """End the prompt if its job was cancelled; park it if the job is paused."""
         if self.job_id is None:
             return
-        state = self.ctx.job_state(self.job_id)
+        state, _ = self.ctx.job_control(self.job_id)
         if state is JobState.CANCELLED:
             raise _GiveUp(ErrorKind.CANCELLED, "cancelled: the job was cancelled before this "
                           f"prompt's call; last error: {self.result.error}")  # fmt: skip

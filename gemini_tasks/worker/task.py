@@ -100,7 +100,7 @@ def _run(ctx: WorkerContext, task: Task[Any, Any], record: Any, index: int, carr
         refused = Result(index=index, metadata=metadata_of(record), task_id=task_id)
         refused.fail(ErrorKind.INVALID_PROMPT, f"invalid prompt: {record['refused']}")
         return _ended(ctx, job_id, refused)
-    if ctx.job_state(job_id) is JobState.PAUSED:
+    if ctx.job_control(job_id)[0] is JobState.PAUSED:
         ctx.queue.park(job_id, [index], carry=json.dumps(carry or {}))
         raise Ignore()
     result = PromptRun(ctx, record, index, task_id, carry, job_id).run()

@@ -23,7 +23,7 @@ end
 local function may_feed(job)
   local info = redis.call('HMGET', K.job(job), 'state', 'max_concurrency', 'max_rpm',
     'blocked_until', 'model')
-  if not info[1] or info[1] == 'cancelled' or info[1] == 'paused' then return false, true end
+  if not info[1] or STOPPED[info[1]] then return false, true end
   if redis.call('LLEN', K.todo(job)) == 0 then return false, true end
   local cap, rpm = number(info[2]), number(info[3])
   if cap > 0 and redis.call('ZCARD', K.inflight(job)) >= cap then return false, false end

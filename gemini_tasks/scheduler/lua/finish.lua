@@ -4,7 +4,8 @@
 -- Runs on the result backend's Redis.
 -- KEYS     the result's key (celery-task-meta-<job>-<index>)
 -- ARGV     tag, job, index, result (Celery's JSON form), ttl, kind ("" for success),
---          prompt_tokens, output_tokens, thought_tokens, cached_tokens, cost, reserved
+--          prompt_tokens, output_tokens, thought_tokens, cached_tokens, rate_limited,
+--          cost (not yet counted)
 -- Returns  1 if recorded, 0 if the prompt already had a result.
 local job, index, ttl, kind = ARGV[2], ARGV[3], tonumber(ARGV[5]), ARGV[6]
 if redis.call('SET', KEYS[1], ARGV[4], 'NX', 'EX', ttl) == false then return 0 end
@@ -19,12 +20,12 @@ if kind ~= '' then
   redis.call('SADD', K.failed(job, kind), index)
   redis.call('EXPIRE', K.failed(job, kind), ttl)
 end
-for i, name in ipairs({'prompt_tokens', 'output_tokens', 'thought_tokens', 'cached_tokens'}) do
+local summed = {'prompt_tokens', 'output_tokens', 'thought_tokens', 'cached_tokens', 'rate_limited'}
+for i, name in ipairs(summed) do
   local value = tonumber(ARGV[6 + i])
   if value ~= 0 then redis.call('HINCRBY', counts, name, value) end
 end
-redis.call('HINCRBYFLOAT', counts, 'cost', ARGV[11])
-if tonumber(ARGV[12]) ~= 0 then redis.call('HINCRBYFLOAT', counts, 'reserved', -tonumber(ARGV[12])) end
+if tonumber(ARGV[12]) ~= 0 then redis.call('HINCRBYFLOAT', counts, 'cost', ARGV[12]) end
 redis.call('EXPIRE', events, ttl)
 redis.call('EXPIRE', counts, ttl)
 return 1

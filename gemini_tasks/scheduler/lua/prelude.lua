@@ -19,6 +19,8 @@ end})
 
 -- Priorities, highest first: a job at a higher level is fed before any at a lower one.
 local LEVELS = {'high', 'normal', 'low'}
+-- Job states whose prompts are not fed.
+local STOPPED = {paused = true, cancelled = true, over_budget = true}
 
 local function redis_now()
   local time = redis.call('TIME')
@@ -34,7 +36,7 @@ end
 -- credit for the time it was away.
 local function schedule(job)
   local info = redis.call('HMGET', K.job(job), 'queue', 'priority', 'state')
-  if not info[1] or info[3] == 'paused' or info[3] == 'cancelled' then return end
+  if not info[1] or STOPPED[info[3]] then return end
   local sched = K.sched(info[1], info[2] or 'normal')
   if redis.call('ZSCORE', sched, job) then return end
   local least = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')
