@@ -88,6 +88,14 @@ class Job:
         job.info()
         return job
 
+    @staticmethod
+    def recent(limit: int = 20, rt: runtime.Runtime | None = None) -> list[Job]:
+        """The most recently submitted jobs that have not expired, newest first."""
+        rt = rt or runtime.current()
+        rt.check_redis()
+        queue = JobQueue(rt.broker, rt.keys, rt.settings.result_expires)
+        return [Job(job_id, rt) for job_id in queue.recent(limit)]
+
     def task_id(self, index: int) -> str:
         return task_id(self.id, index)
 

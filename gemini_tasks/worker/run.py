@@ -267,10 +267,17 @@ class PromptRun:
                         lease.key.project, freed)  # fmt: skip
         elif decision.action is Action.BACKOFF:
             delay = random.uniform(0, decision.backoff_ceiling)
-            delay = min(delay, max(0.0, self.deadline - time.monotonic()))
-            time.sleep(delay)
-            self.backoff_seconds += delay
+            self._back_off(min(delay, max(0.0, self.deadline - time.monotonic())))
         return False
+
+    def _back_off(self, delay: float) -> None:
+        """Sleep before the next attempt, looking at the job as it goes: a cancel ends the
+        prompt now, not after a long backoff."""
+        end = time.monotonic() + delay
+        while (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, POLL))
+            self._check_job(self.result.model or "")
+        self.backoff_seconds += delay
 
     def _lease(self, model: str, tokens: int) -> Lease:
         """A key for the next call, waiting as the pool says; re-queues for long key waits."""

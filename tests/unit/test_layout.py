@@ -7,7 +7,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "gemini_tasks"
 BOTTOM = {
     "settings", "errors", "keyspace", "records", "result", "limits", "keys", "jsonvalue",
     "connections", "broker", "app", "runtime", "logs", "celery", "media", "messages",
-    "scripts",
+    "scripts", "prices",
 }  # fmt: skip
 # What each part may import, besides itself and the bottom layer.
 ALLOWED = {
@@ -66,7 +66,7 @@ def test_only_the_cli_imports_the_emulator():
         for name, tree in modules().items()
         if part(name) != "emulator" and any(part(t) == "emulator" for t in imports(tree))
     }
-    assert users <= {"gemini_tasks.ops.cli"}
+    assert users <= {"gemini_tasks.ops.cli_fleet"}
 
 
 def test_the_producer_never_loads_the_worker():

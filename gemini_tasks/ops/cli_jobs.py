@@ -1,0 +1,416 @@
+"""`gemini-tasks` commands for jobs: submit, run, collect, status, jobs, and steering a
+running job (cancel, pause, resume, retry, priority, budget, forget)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from gemini_tasks import runtime
+from gemini_tasks.errors import ErrorKind, JobNotFound
+from gemini_tasks.ops.jsonl import count_records, read_records, write_results
+from gemini_tasks.ops.local import embedded_cluster
+from gemini_tasks.ops.output import EXIT_INTERRUPTED, EXIT_PROMPTS_FAILED, stderr
+from gemini_tasks.ops.progress import JobProgress, eta_text, summary, waiting_for
+from gemini_tasks.producer import Job, JobOptions, JobStatus, Priority
+from gemini_tasks.producer import submit as submit_records
+from gemini_tasks.result import Result
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+OUTPUT_OPTION = click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write one JSON result per line, in input order. [default: print a table]",
+)
+TIMEOUT_OPTION = click.option(
+    "--timeout", type=float, default=None, help="Give up after this many seconds."
+)
+PROMPTS = click.argument("prompts", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+
+
+def job_options(command: F) -> F:
+    """The options that say how a job runs on the fleet (`JobOptions`)."""
+    for option in reversed(
+        [
+            click.option("--queue", default=None,
+                         help="Send to the workers of this queue. [default: GEMINI_TASKS_QUEUE]"),
+            click.option("--priority", type=click.Choice([p.value for p in Priority]),
+                         default="normal", show_default=True,
+                         help="Higher levels go ahead of lower ones across the cluster."),
+            click.option("--weight", type=click.FloatRange(min=0.01), default=1.0,
+                         show_default=True, help="Its share beside jobs of its priority."),
+            click.option("--max-concurrency", type=click.IntRange(min=0), default=0,
+                         help="At most this many of its prompts at once (0: no cap)."),
+            click.option("--max-rpm", type=click.IntRange(min=0), default=0,
+                         help="At most this many of its prompts started a minute (0: no cap)."),
+            click.option("--budget", type=click.FloatRange(min=0), default=0.0,
+                         help="Stop sending once its cost reaches this many USD (0: none)."),
+            click.option("--resume", "resume", default=None, metavar="JOB_ID",
+                         help="Finish an interrupted submit of this job, from where it stopped."),
+        ]
+    ):  # fmt: skip
+        command = option(command)
+    return command
+
+
+def _options(queue: str | None, priority: str, weight: float, max_concurrency: int,
+             max_rpm: int, budget: float) -> JobOptions:  # fmt: skip
+    return JobOptions(queue, Priority(priority), weight, max_concurrency, max_rpm, budget)
+
+
+def _submit_file(path: Path, options: JobOptions, resume: str | None, quiet: bool) -> Job:
+    """Submit `path`, saying the job id before the first prompt is queued."""
+    created: list[Job] = []
+
+    def announce(job: Job) -> None:
+        created.append(job)
+        if not quiet:
+            click.echo(job.id)
+        stderr.print(f"job id: {job.id}", highlight=False)
+
+    total = count_records(path)
+    try:
+        with _bar("submitting", total) as advance:
+            return submit_records(read_records(path), options=options, resume=resume,
+                                  on_created=announce, on_submitted=advance)  # fmt: skip
+    except KeyboardInterrupt:
+        if created:
+            job = created[0]
+            stderr.print(
+                f"interrupted: job {job.id} is incomplete after {job.total} prompts; finish it "
+                f"with `gemini-tasks submit --resume {job.id} {path}`",
+                highlight=False,
+            )
+        sys.exit(EXIT_INTERRUPTED)
+
+
+@contextmanager
+def _bar(what: str, total: int) -> Iterator[Callable[[int], None]]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), console=stderr) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda n: bar.update(task, completed=n)
+
+
+@click.command()
+@PROMPTS
+@click.option("--json", "as_json", is_flag=True, help='Print {"job_id", "total"} as JSON.')
+@job_options
+def submit(prompts: Path, as_json: bool, resume: str | None, **options: Any) -> None:
+    """Queue every prompt of a JSONL file as a job, and print the job id (first).
+
+    \b
+    Examples:
+      JOB=$(gemini-tasks submit prompts.jsonl) && gemini-tasks collect "$JOB" -o out.jsonl
+      gemini-tasks submit big.jsonl --priority low --max-rpm 100 --budget 20
+      gemini-tasks submit --resume 3f2c...e1 big.jsonl   # after an interrupted submit
+    """
+    job = _submit_file(prompts, _options(**options), resume, quiet=as_json)
+    if as_json:
+        click.echo(json.dumps({"job_id": job.id, "total": job.total}))
+
+
+def _collect(job: Job, output: Path | None, timeout: float | None, as_completed: bool) -> int:
+    failed = 0
+    shown: list[Result] = []
+    try:
+        with ExitStack() as stack:
+            out = stack.enter_context(output.open("w", encoding="utf-8")) if output else None
+            progress = stack.enter_context(JobProgress(job, stderr))
+            results = job.as_completed(timeout) if as_completed else job.results(timeout)
+            if out is not None:
+                results = write_results(results, out)
+            for result in results:
+                failed += not result.ok
+                progress.advance()
+                if out is None:
+                    shown.append(result)
+    except KeyboardInterrupt:
+        target = f" -o {output}" if output else ""
+        stderr.print(
+            f"interrupted; the job goes on. Collect it with `gemini-tasks collect {job.id}"
+            f"{target}`",
+            highlight=False,
+        )
+        sys.exit(EXIT_INTERRUPTED)
+    if shown:
+        _print_table(shown)
+    stderr.print(summary(job, str(output) if output else None), highlight=False)
+    return EXIT_PROMPTS_FAILED if failed else 0
+
+
+def _print_table(results: list[Result]) -> None:
+    table = Table("#", "metadata", "response or error", "key", show_lines=False)
+    for r in results:
+        # Text cells, not markup: responses may contain [brackets] of their own.
+        text = Text((r.response or "")[:120]) if r.ok else Text((r.error or "")[:120], style="red")
+        table.add_row(str(r.index), Text(json.dumps(r.metadata)), text, r.key_id or "")
+    Console().print(table)
+
+
+@click.command()
+@click.argument("job_id")
+@OUTPUT_OPTION
+@TIMEOUT_OPTION
+@click.option("--as-completed", is_flag=True, help="Write results as they finish, not in order.")
+def collect(job_id: str, output: Path | None, timeout: float | None, as_completed: bool) -> None:
+    """Wait for a job's results and write them in input order.
+
+    \b
+    Example:
+      gemini-tasks collect 3f2c...e1 -o results.jsonl --timeout 3600
+    """
+    sys.exit(_collect(Job.restore(job_id), output, timeout, as_completed))
+
+
+@contextmanager
+def _cluster_for_run(workers: int, concurrency: int | None) -> Iterator[None]:
+    """Local mode: with no REDIS_URL, an embedded Redis and local workers for this run."""
+    settings = runtime.current().settings
+    if settings.redis_url_configured:
+        yield
+        return
+    with embedded_cluster(
+        workers,
+        concurrency or settings.concurrency,
+        emulator_without_keys=True,
+        announce=lambda message: stderr.print(message, highlight=False),
+    ):
+        yield
+
+
+@click.command()
+@PROMPTS
+@OUTPUT_OPTION
+@TIMEOUT_OPTION
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Local worker processes (local mode only).")  # fmt: skip
+@click.option("--concurrency", type=click.IntRange(min=1), default=None,
+              help="Threads per local worker (local mode only).")  # fmt: skip
+@job_options
+def run(
+    prompts: Path,
+    output: Path | None,
+    timeout: float | None,
+    workers: int,
+    concurrency: int | None,
+    resume: str | None,
+    **options: Any,
+) -> None:
+    """Submit a JSONL file and collect its results: `submit` and `collect` in one.
+
+    With no REDIS_URL configured it runs locally: it starts redis-server (its data kept in
+    GEMINI_TASKS_LOCAL_DIR, so an interrupted run can be resumed), worker processes and
+    (with no API keys) the emulator, and stops them all at the end.
+
+    \b
+    Example:
+      gemini-tasks run producer/examples/prompts.jsonl -o results.jsonl
+    """
+    with _cluster_for_run(workers, concurrency):
+        job = _submit_file(prompts, _options(**options), resume, quiet=True)
+        code = _collect(job, output, timeout, as_completed=False)
+    sys.exit(code)
+
+
+def _status_json(status: JobStatus) -> dict[str, Any]:
+    counts = status.counts
+    return {
+        "job_id": status.id,
+        "state": status.state,
+        "created_at": status.info.created_at,
+        "priority": status.info.priority.value,
+        "total": status.total,
+        "done": counts.done,
+        "succeeded": counts.succeeded,
+        "failed": counts.failed,
+        "failed_by_kind": counts.by_kind,
+        "waiting": status.waiting,
+        "in_flight": status.in_flight,
+        "rate_limited": counts.rate_limited,
+        "tokens": {"input": counts.prompt_tokens, "output": counts.output_tokens,
+                   "thinking": counts.thought_tokens, "cached": counts.cached_tokens},
+        "cost_usd": round(counts.cost, 6),
+        "budget_usd": counts.budget or None,
+        "elapsed_seconds": round(time.time() - status.info.created_at, 1),
+        "rate_per_second": round(status.rate, 3),
+        "eta_seconds": None if status.eta is None else round(status.eta),
+    }  # fmt: skip
+
+
+@click.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def status(job_id: str, as_json: bool) -> None:
+    """A job's state, counts by outcome and error kind, tokens, cost, rate and ETA.
+
+    \b
+    Example:
+      gemini-tasks status 3f2c...e1 --json
+    """
+    job = Job.restore(job_id)
+    state = job.status()
+    view = _status_json(state)
+    view["waiting_for"] = waiting_for(job, state) if state.state == "running" else ""
+    if as_json:
+        click.echo(json.dumps(view, indent=2))
+        return
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted(state.counts.by_kind.items())) or "none"
+    lines = [
+        f"{job_id}: {state.state}, {state.counts.done} of {state.total} done "
+        f"({state.counts.succeeded} ok, {state.counts.failed} failed: {kinds})",
+        f"waiting {state.waiting}, in flight {state.in_flight}, "
+        f"{view['rate_per_second']}/s, ETA {eta_text(state.eta)}",
+        f"tokens {state.counts.prompt_tokens} in / {state.counts.output_tokens} out / "
+        f"{state.counts.thought_tokens} thinking, cost ${state.counts.cost:.4f}"
+        + (f" of ${state.counts.budget:.2f}" if state.counts.budget else ""),
+    ]
+    if view["waiting_for"]:
+        lines.append(view["waiting_for"])
+    click.echo("\n".join(lines))
+
+
+@click.command()
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def jobs(limit: int, as_json: bool) -> None:
+    """Recent jobs: state, when created, totals, done, failed (by kind), cost.
+
+    \b
+    Example:
+      gemini-tasks jobs --limit 5
+    """
+    views = []
+    for job in Job.recent(limit):
+        try:
+            views.append(_status_json(job.status()))
+        except JobNotFound:  # expired between listing and reading
+            continue
+    if as_json:
+        click.echo(json.dumps(views, indent=2))
+        return
+    if not views:
+        stderr.print("No jobs yet.")
+        return
+    table = Table("job", "state", "created", "priority", "done", "failed", "cost $")
+    for v in views:
+        created = time.strftime("%m-%d %H:%M", time.localtime(v["created_at"]))
+        done = f"{v['done']}/{v['total']}"
+        cost = f"{v['cost_usd']:.4f}"
+        failed = str(v["failed"])
+        table.add_row(v["job_id"][:12], v["state"], created, v["priority"], done, failed, cost)
+    Console().print(table)
+
+
+@click.command()
+@click.argument("job_id")
+def cancel(job_id: str) -> None:
+    """Stop a job: no new call starts; every unsent prompt ends as `cancelled`.
+
+    \b
+    Example:
+      gemini-tasks cancel 3f2c...e1
+    """
+    ended = Job.restore(job_id).cancel()
+    click.echo(f"cancelled {job_id}: {ended} unsent prompt(s) ended; calls in flight finish")
+
+
+@click.command()
+@click.argument("job_id")
+def pause(job_id: str) -> None:
+    """Hold a job: none of its prompts is sent until `resume` (calls in flight finish).
+
+    \b
+    Example:
+      gemini-tasks pause 3f2c...e1
+    """
+    Job.restore(job_id).pause()
+    click.echo(f"paused {job_id}")
+
+
+@click.command()
+@click.argument("job_id")
+def resume(job_id: str) -> None:
+    """Release a paused job where it stopped.
+
+    \b
+    Example:
+      gemini-tasks resume 3f2c...e1
+    """
+    Job.restore(job_id).resume()
+    click.echo(f"resumed {job_id}")
+
+
+@click.command()
+@click.argument("job_id")
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    type=click.Choice([k.value for k in ErrorKind]),
+    help="Only prompts that failed with this kind (repeatable). [default: all]",
+)
+def retry(job_id: str, kinds: tuple[str, ...]) -> None:
+    """Run a job's failed prompts again, in place (same indexes, same job id).
+
+    \b
+    Example:
+      gemini-tasks retry 3f2c...e1 --kind server --kind quota
+    """
+    again = Job.restore(job_id).retry([ErrorKind(k) for k in kinds] or None)
+    click.echo(f"{again} prompt(s) of {job_id} run again")
+
+
+@click.command()
+@click.argument("job_id")
+@click.argument("level", type=click.Choice([p.value for p in Priority]))
+def priority(job_id: str, level: str) -> None:
+    """Change a running job's priority (its queued prompts move with it).
+
+    \b
+    Example:
+      gemini-tasks priority 3f2c...e1 high
+    """
+    Job.restore(job_id).set_priority(Priority(level))
+    click.echo(f"{job_id} is now {level} priority")
+
+
+@click.command()
+@click.argument("job_id")
+@click.argument("usd", type=click.FloatRange(min=0))
+def budget(job_id: str, usd: float) -> None:
+    """Set or raise a job's budget; prompts the old one stopped run again.
+
+    \b
+    Example:
+      gemini-tasks budget 3f2c...e1 25
+    """
+    Job.restore(job_id).set_budget(usd)
+    click.echo(f"{job_id}: budget ${usd:.2f}")
+
+
+@click.command()
+@click.argument("job_id")
+@click.option("--cancel", "force", is_flag=True, help="Cancel the job first if it is running.")
+def forget(job_id: str, force: bool) -> None:
+    """Delete a job's results, and the media no other job uses (with its uploaded files).
+
+    \b
+    Example:
+      gemini-tasks forget 3f2c...e1
+    """
+    Job.restore(job_id).forget(force=force)
+    click.echo(f"forgot {job_id}")

@@ -1,0 +1,12 @@
+"""Where the `gemini-tasks` commands write: results on stdout, everything else on stderr;
+and the command's exit codes."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+stderr = Console(stderr=True)
+
+EXIT_ERROR = 1  # the command could not do its work
+EXIT_PROMPTS_FAILED = 3  # it did, and some prompts failed
+EXIT_INTERRUPTED = 130  # Ctrl-C, by the shell's convention
