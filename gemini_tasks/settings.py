@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 from dotenv import find_dotenv, load_dotenv
@@ -59,6 +60,7 @@ class Settings:
     prices: dict[str, Price]
     media_store: str
     inline_limit_bytes: int
+    local_dir: Path  # local mode's Redis data and logs, kept between runs
     log_format: str
     # False when REDIS_URL was not set: the CLI then runs a local, embedded cluster.
     redis_url_configured: bool
@@ -240,4 +242,16 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         media_store=e.get("MEDIA_STORE", "redis", _media_store),
         log_format=e.get("LOG_FORMAT", "text", _log_format),
         inline_limit_bytes=e.get("INLINE_LIMIT_BYTES", 20 * 1024 * 1024, _POSITIVE_INT),
+        local_dir=e.get("LOCAL_DIR", _data_home(env) / "gemini-tasks", _path),
     )
+
+
+def _data_home(env: Mapping[str, str]) -> Path:
+    """Where the XDG base directory spec keeps a user's data."""
+    if env.get("XDG_DATA_HOME"):
+        return Path(env["XDG_DATA_HOME"])
+    return Path(env.get("HOME") or Path.home()) / ".local" / "share"
+
+
+def _path(raw: str) -> Path:
+    return Path(raw).expanduser()

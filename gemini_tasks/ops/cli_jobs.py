@@ -18,6 +18,8 @@ from rich.text import Text
 
 from gemini_tasks import runtime
 from gemini_tasks.errors import ErrorKind, JobNotFound
+from gemini_tasks.ops.dry_run import DryRun
+from gemini_tasks.ops.dry_run import dry_run as count_dry_run
 from gemini_tasks.ops.jsonl import count_records, read_records, write_results
 from gemini_tasks.ops.local import embedded_cluster
 from gemini_tasks.ops.output import EXIT_INTERRUPTED, EXIT_PROMPTS_FAILED, stderr
@@ -70,8 +72,11 @@ def _options(queue: str | None, priority: str, weight: float, max_concurrency: i
     return JobOptions(queue, Priority(priority), weight, max_concurrency, max_rpm, budget)
 
 
-def _submit_file(path: Path, options: JobOptions, resume: str | None, quiet: bool) -> Job:
-    """Submit `path`, saying the job id before the first prompt is queued."""
+def _submit_file(
+    path: Path, options: JobOptions, resume: str | None, quiet: bool, command: str = "submit"
+) -> Job:
+    """Submit `path`, saying the job id before the first prompt is queued; `command` is
+    the one that resumes it."""
     created: list[Job] = []
 
     def announce(job: Job) -> None:
@@ -90,7 +95,7 @@ def _submit_file(path: Path, options: JobOptions, resume: str | None, quiet: boo
             job = created[0]
             stderr.print(
                 f"interrupted: job {job.id} is incomplete after {job.total} prompts; finish it "
-                f"with `gemini-tasks submit --resume {job.id} {path}`",
+                f"with `gemini-tasks {command} --resume {job.id} {path}`",
                 highlight=False,
             )
         sys.exit(EXIT_INTERRUPTED)
@@ -108,8 +113,15 @@ def _bar(what: str, total: int) -> Iterator[Callable[[int], None]]:
 @click.command()
 @PROMPTS
 @click.option("--json", "as_json", is_flag=True, help='Print {"job_id", "total"} as JSON.')
+@click.option("--dry-run", is_flag=True,
+              help="Count tokens and estimate the cost; queue nothing.")  # fmt: skip
+@click.option("--answer-tokens", type=click.IntRange(min=0), default=500, show_default=True,
+              help="With --dry-run: tokens per answer if max_output_tokens is unset.")  # fmt: skip
 @job_options
-def submit(prompts: Path, as_json: bool, resume: str | None, **options: Any) -> None:
+def submit(
+    prompts: Path, as_json: bool, dry_run: bool, answer_tokens: int, resume: str | None,
+    **options: Any,
+) -> None:  # fmt: skip
     """Queue every prompt of a JSONL file as a job, and print the job id (first).
 
     \b
@@ -117,13 +129,44 @@ def submit(prompts: Path, as_json: bool, resume: str | None, **options: Any) -> 
       JOB=$(gemini-tasks submit prompts.jsonl) && gemini-tasks collect "$JOB" -o out.jsonl
       gemini-tasks submit big.jsonl --priority low --max-rpm 100 --budget 20
       gemini-tasks submit --resume 3f2c...e1 big.jsonl   # after an interrupted submit
+      gemini-tasks submit --dry-run big.jsonl            # tokens and cost, nothing sent
     """
+    if dry_run:
+        _print_dry_run(count_dry_run(read_records(prompts), runtime.current().settings,
+                                     answer_tokens), as_json)  # fmt: skip
+        return
     job = _submit_file(prompts, _options(**options), resume, quiet=as_json)
     if as_json:
         click.echo(json.dumps({"job_id": job.id, "total": job.total}))
 
 
-def _collect(job: Job, output: Path | None, timeout: float | None, as_completed: bool) -> int:
+def _print_dry_run(found: DryRun, as_json: bool) -> None:
+    view = {
+        "prompts": found.prompts, "invalid": found.refused,
+        "input_tokens": found.input_tokens, "output_tokens": found.output_tokens,
+        "media_counted": found.media_counted, "media_estimated": found.media_estimated,
+        "cost_usd": round(found.cost, 6), "unpriced_models": sorted(found.unpriced),
+    }  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(view))
+        return
+    lines = [
+        f"{found.prompts} prompts ({found.refused} invalid), nothing sent",
+        f"input: {found.input_tokens:,} tokens (media: {found.media_counted} files counted "
+        f"by Gemini, {found.media_estimated} estimated)",
+        f"output: {found.output_tokens:,} tokens at most",
+        f"estimated cost: up to ${found.cost:.4f}",
+    ]
+    if found.unpriced:
+        lines.append(f"no price for {', '.join(sorted(found.unpriced))}: set GEMINI_TASKS_PRICES")
+    click.echo("\n".join(lines))
+
+
+def _collect(
+    job: Job, output: Path | None, timeout: float | None, as_completed: bool, again: str = ""
+) -> int:
+    """Write or show the job's results and its summary; the exit code. `again` is the
+    command that goes on after an interrupt (default: `collect`)."""
     failed = 0
     shown: list[Result] = []
     try:
@@ -140,11 +183,9 @@ def _collect(job: Job, output: Path | None, timeout: float | None, as_completed:
                     shown.append(result)
     except KeyboardInterrupt:
         target = f" -o {output}" if output else ""
-        stderr.print(
-            f"interrupted; the job goes on. Collect it with `gemini-tasks collect {job.id}"
-            f"{target}`",
-            highlight=False,
-        )
+        again = again or f"collect {job.id}"
+        stderr.print(f"interrupted; collect it with `gemini-tasks {again}{target}`",
+                     highlight=False)  # fmt: skip
         sys.exit(EXIT_INTERRUPTED)
     if shown:
         _print_table(shown)
@@ -188,6 +229,7 @@ def _cluster_for_run(workers: int, concurrency: int | None) -> Iterator[None]:
         concurrency or settings.concurrency,
         emulator_without_keys=True,
         announce=lambda message: stderr.print(message, highlight=False),
+        data_dir=settings.local_dir,
     ):
         yield
 
@@ -213,16 +255,22 @@ def run(
     """Submit a JSONL file and collect its results: `submit` and `collect` in one.
 
     With no REDIS_URL configured it runs locally: it starts redis-server (its data kept in
-    GEMINI_TASKS_LOCAL_DIR, so an interrupted run can be resumed), worker processes and
-    (with no API keys) the emulator, and stops them all at the end.
+    GEMINI_TASKS_LOCAL_DIR, so an interrupted run can be finished with --resume), worker
+    processes and (with no API keys) the emulator, and stops them all at the end.
 
     \b
-    Example:
+    Examples:
       gemini-tasks run producer/examples/prompts.jsonl -o results.jsonl
+      gemini-tasks run --resume 3f2c...e1 prompts.jsonl -o results.jsonl  # after Ctrl-C
     """
     with _cluster_for_run(workers, concurrency):
-        job = _submit_file(prompts, _options(**options), resume, quiet=True)
-        code = _collect(job, output, timeout, as_completed=False)
+        earlier = Job.restore(resume) if resume is not None else None
+        if earlier is not None and earlier.state() != "incomplete":
+            job = earlier  # every prompt was queued: only its results are left
+        else:
+            job = _submit_file(prompts, _options(**options), resume, quiet=True, command="run")
+        again = f"run --resume {job.id} {prompts}"
+        code = _collect(job, output, timeout, as_completed=False, again=again)
     sys.exit(code)
 
 

@@ -6,6 +6,7 @@ real processes through these context managers, and both leave nothing running.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -204,31 +205,56 @@ def embedded_cluster(
     worker_env: Mapping[str, str] | None = None,
     emulator_without_keys: bool = False,
     announce: Callable[[str], None] = lambda message: None,
+    data_dir: Path | None = None,
 ) -> Iterator[dict[str, str]]:
-    """Local mode: redis-server in a temporary directory, and worker processes.
+    """Local mode: redis-server and worker processes on this machine.
 
-    With `emulator_without_keys` and no `GEMINI_API_KEY_*` configured, the workers talk to
-    the emulator. This process's environment gets the cluster's `REDIS_URL` for as long as
-    the cluster runs, and its runtime is rebuilt on entry and on exit, so it talks to the
-    cluster inside and to nothing stale after.
+    With `data_dir`, Redis keeps its data there (append-only), so jobs outlive the run and
+    a later one can finish them; one local cluster uses a directory at a time. Without, a
+    temporary directory that goes with the cluster. With `emulator_without_keys` and no
+    `GEMINI_API_KEY_*` configured, the workers talk to the emulator. This process's
+    environment gets the cluster's `REDIS_URL` for as long as the cluster runs, and its
+    runtime is rebuilt on entry and on exit, so it talks to the cluster inside and to
+    nothing stale after.
     """
     load_env_file()
     with ExitStack() as stack:
-        log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gemini-tasks-")))
-        env = {**(worker_env or {}), "REDIS_URL": stack.enter_context(redis_server(log_dir))}
+        if data_dir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gemini-tasks-")))
+        else:
+            workdir = data_dir
+            stack.enter_context(_only_user(workdir))
+        url = stack.enter_context(redis_server(workdir, appendonly=data_dir is not None))
+        env = {**(worker_env or {}), "REDIS_URL": url}
         if emulator_without_keys and not key_variable_names(os.environ):
             announce("No GEMINI_API_KEY_* configured: using the local Gemini emulator.")
             env["GOOGLE_GEMINI_BASE_URL"] = stack.enter_context(
-                emulator({LOCAL_EMULATOR_KEY: "local"}, log_path=log_dir / "emulator.log")
+                emulator({LOCAL_EMULATOR_KEY: "local"}, log_path=workdir / "emulator.log")
             )
             env["GEMINI_API_KEY_1"] = LOCAL_EMULATOR_KEY
         saved = {name: os.environ.get(name) for name in env}
         os.environ.update(env)
         runtime.reset()
         stack.callback(_restore_environment, saved)
-        announce(f"Local mode: Redis and {workers_count} worker(s) in {log_dir}")
-        stack.enter_context(workers(workers_count, env, concurrency, log_dir))
+        announce(f"Local mode: Redis and {workers_count} worker(s), data and logs in {workdir}")
+        stack.enter_context(workers(workers_count, env, concurrency, workdir))
         yield env
+
+
+@contextmanager
+def _only_user(directory: Path) -> Iterator[None]:
+    """Hold `directory` for this process alone: two Redis servers on one data directory
+    would overwrite each other's files."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with (directory / "lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise GeminiTasksError(
+                f"another local run is using {directory}; wait for it to end, or give this "
+                "one its own GEMINI_TASKS_LOCAL_DIR"
+            ) from None
+        yield
 
 
 def _restore_environment(saved: Mapping[str, str | None]) -> None:

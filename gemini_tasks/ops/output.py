@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from rich.console import Console
 
-stderr = Console(stderr=True)
+# Messages are not wrapped: a command they name must stay whole, to be copied.
+stderr = Console(stderr=True, soft_wrap=True)
 
 EXIT_ERROR = 1  # the command could not do its work
 EXIT_PROMPTS_FAILED = 3  # it did, and some prompts failed

@@ -171,6 +171,9 @@ class Job:
                 found = self.outcomes.results(self.id, ready)
                 for index in ready:
                     finished.discard(index)
+                    if index not in found:  # retried since: its next result is to come
+                        upcoming = index
+                        break
                     yield found[index]
             elif not indexes:
                 what = f"job {self.id}: timed out waiting for results from index {upcoming} on"

@@ -99,6 +99,8 @@ def submit(
             f"({exc}); finish it later with `gemini-tasks submit --resume {job.id} FILE`"
         ) from None
     except BaseException:  # Ctrl-C, a crash reading the records: the job is incomplete
+        if submitter.ready:  # every prompt read before it stopped (not a batch cut short)
+            submitter.flush(count)
         job.scheduler.finish_submitting(job.id, JobState.INCOMPLETE)
         raise
     if on_submitted:
@@ -167,8 +169,9 @@ class _Submitter:
         return record.staged(refs)
 
     def flush(self, total: int) -> None:
-        self.job.scheduler.add(self.job.id, self.ready, total)
-        self.ready.clear()
+        # Taken first: a batch an interrupt cut short is not queued a second time.
+        ready, self.ready = self.ready, []
+        self.job.scheduler.add(self.job.id, ready, total)
 
 
 def _refusal(raw: Any, message: str) -> str:

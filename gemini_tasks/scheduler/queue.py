@@ -134,18 +134,14 @@ class JobQueue:
 
     # -- prompts in, out and back ---------------------------------------------------------
     def add(self, job_id: str, prompts: Sequence[tuple[int, str]], total: int) -> None:
-        """Queue `prompts` ((index, task argument)) after those already queued."""
-        pipe = self.redis.pipeline(transaction=False)
-        if prompts:
-            pipe.hset(self.keys.job_args(job_id), mapping={str(i): r for i, r in prompts})
-            pipe.rpush(self.keys.job_todo(job_id), *(i for i, _ in prompts))
-        for name in (self.keys.job_args(job_id), self.keys.job_todo(job_id)):
-            pipe.expire(name, self.ttl)
-        pipe.hset(self.keys.job(job_id), "total", total)
-        pipe.set(self.keys.submitter(job_id), "1", ex=SUBMITTER_TTL)
-        pipe.execute()
-        if prompts:
-            self._run("schedule", self.keys.job(job_id), job_id)
+        """Queue `prompts` ((index, task argument)) after those already queued, and make
+        `total` the job's count of prompts, in one step."""
+        pairs = [part for index, arg in prompts for part in (index, arg)]
+        self._run("schedule", self.keys.job(job_id), job_id, total, self.ttl, SUBMITTER_TTL,
+                  *pairs)  # fmt: skip
+
+    def _schedule(self, job_id: str) -> None:
+        self._run("schedule", self.keys.job(job_id), job_id, "", 0, 0)
 
     def finish_submitting(self, job_id: str, state: JobState) -> None:
         self.redis.hset(self.keys.job(job_id), "state", state.value)
@@ -247,7 +243,7 @@ class JobQueue:
 
     def resume(self, job_id: str, state: JobState = JobState.SUBMITTED) -> None:
         self.update(job_id, state=state.value)
-        self._run("schedule", self.keys.job(job_id), job_id)
+        self._schedule(job_id)
 
     def reprioritise(self, job_id: str, priority: Priority) -> None:
         info = self.info(job_id)
@@ -255,7 +251,7 @@ class JobQueue:
             return
         self.redis.zrem(self.keys.sched(info.queue, info.priority.value), job_id)
         self.update(job_id, priority=priority.value)
-        self._run("schedule", self.keys.job(job_id), job_id)
+        self._schedule(job_id)
 
     def delete(self, job_id: str) -> None:
         info = self.info(job_id)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from google.genai import types
 
+from gemini_tasks import tokens
 from gemini_tasks.media.fields import arrange
 from gemini_tasks.records import StagedRecord
 
@@ -51,10 +52,8 @@ def _parts(record: StagedRecord, media_parts: Sequence[types.Part], label: str) 
 
 
 def estimate_tokens(record: StagedRecord) -> int:
-    """Input tokens a prompt will count against TPM quotas, before Gemini counts them.
-
-    Gemini averages about four characters per token, and counts at least 258 tokens for a
-    media part; the pool corrects the estimate with the real count once the call returns.
-    """
-    text = len(record.prompt) + len(record.system_instruction or "")
-    return max(1, text // 4 + 258 * len(record.media))
+    """Input tokens a prompt will count against TPM quotas, before Gemini counts them; the
+    pool corrects its estimate with the real count once the call returns."""
+    text = tokens.text_tokens(record.prompt) + tokens.text_tokens(record.system_instruction or "")
+    media = sum(tokens.media_tokens(ref.kind, ref.size) for ref in record.media)
+    return max(1, text + media)

@@ -7,7 +7,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "gemini_tasks"
 BOTTOM = {
     "settings", "errors", "keyspace", "records", "result", "limits", "keys", "jsonvalue",
     "connections", "broker", "app", "runtime", "logs", "celery", "media", "messages",
-    "scripts", "prices",
+    "scripts", "prices", "tokens",
 }  # fmt: skip
 # What each part may import, besides itself and the bottom layer.
 ALLOWED = {
