@@ -25,8 +25,9 @@ the same patterns as the methods below, and tests check that both agree.
     {p}:rpm:<project>:<model>       zset   lease id -> when it was granted (sliding minute)
     {p}:tpm:<project>:<model>       hash   second -> tokens granted in it (sliding minute)
     {p}:rpd:<project>:<model>:<t>   string requests before the daily reset at epoch t
-    {p}:model:<model>               hash   the model's circuit (open_until, probe, failures,
-                                           level) and capacity backoff (backoff_until, level)
+    {p}:model:<model>               hash   the model's circuit (open_until, probe, history,
+                                           level) and capacity backoff (backoff_until,
+                                           capacity_level, capacity_at)
     {p}:leases                      zset   lease id -> expiry (Redis clock)
     {p}:lease:<lease>               string key, model, project, tokens, second, acquired_at,
                                            probe (tab-separated)

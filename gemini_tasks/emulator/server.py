@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import random
+import re
 import time
 import uuid
 from typing import Any
@@ -374,8 +375,16 @@ class Emulator:
         )
 
 
+# The model codes Gemini serves (ai.google.dev/gemini-api/docs/models): families, with
+# dated, numbered or preview variants; any other name is a 404 as Gemini gives it.
+_MODELS = re.compile(
+    r"(gemini-(1\.5|2\.0|2\.5|3|3\.0)-(pro|flash|flash-lite|flash-8b)(-[a-z0-9.-]+)?"
+    r"|gemini-(pro|flash|flash-lite)-latest|gemma-[0-9a-z.-]+)"
+)
+
+
 def _known_model(model: str) -> bool:
-    return model.startswith(("gemini-", "gemma-"))
+    return bool(_MODELS.fullmatch(model))
 
 
 async def _json_body(request: web.Request) -> Body:

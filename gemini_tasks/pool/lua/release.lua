@@ -93,12 +93,15 @@ local function capacity_short()
   -- Gemini is short of capacity, not this project of quota: the whole model backs off
   -- briefly, and no project is marked exhausted.
   redis.call('HINCRBY', key_state, 'capacity_errors', 1)
+  if tonumber(lease[6]) < number(redis.call('HGET', model_state, 'capacity_at')) then
+    return  -- sent before the current backoff began: the same shortage, already waited out
+  end
   local cfg = config('capacity_base', 'capacity_max')
   local most = cfg.capacity_max or 30
   local level = redis.call('HINCRBY', model_state, 'capacity_level', 1)
   local pause = math.min(most, (cfg.capacity_base or 1) * 2 ^ (level - 1))
   local until_ = now + math.max(pause, math.min(retry_delay, most))
-  redis.call('HSET', model_state, 'backoff_until', tostring(until_))
+  redis.call('HSET', model_state, 'backoff_until', tostring(until_), 'capacity_at', tostring(now))
 end
 
 local function key_refused()
