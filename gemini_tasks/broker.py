@@ -14,23 +14,31 @@ messages the worker holds. With the connection already torn down that raises
 AttributeError ('NoneType' object has no attribute 'hostname'; celery/kombu#582, #970),
 which Celery treats as unrecoverable: the worker exits. Those messages are still recorded
 as unacknowledged in Redis, and the periodic visibility sweep requeues them, so skipping
-the restore here loses nothing and keeps the worker alive to reconnect.
+the restore here loses nothing and keeps the worker alive to reconnect. Redis refusing
+writes (at maxmemory, or a replica after a failover) is, to the consumer, Redis going away,
+not an unrecoverable error; and an acknowledgement Redis refuses is recorded later
+(`settle_acks`) instead of stopping the worker.
 """
 
 from __future__ import annotations
 
 import logging
 import ssl
+import threading
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+import redis
 from kombu import transport as kombu_transport
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
 
 log = logging.getLogger(__name__)
 
 
 _held: str | None = None
+# kombu's names for the messages delivered and not yet acknowledged (kombu.transport.redis).
+UNACKED, UNACKED_INDEX = "unacked", "unacked_index"
 
 
 def hold_as(key: str | None) -> None:
@@ -39,7 +47,53 @@ def hold_as(key: str | None) -> None:
     _held = key
 
 
+# Redis refusing a write or not answering: what waits for Redis to take writes again.
+REDIS_TROUBLE = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,
+)
+
+# Delivery tags of the messages whose acknowledgement Redis refused.
+_unsettled: set[str] = set()
+_unsettled_lock = threading.Lock()
+
+
+def settle_acks(client: redis.Redis) -> int:
+    """Record, through `client`, the acknowledgements Redis refused earlier (what kombu's
+    ack writes); returns how many are still due."""
+    with _unsettled_lock:
+        due = sorted(_unsettled)
+    if not due:
+        return 0
+    pipe = client.pipeline(transaction=False)
+    pipe.zrem(UNACKED_INDEX, *due)
+    pipe.hdel(UNACKED, *due)
+    if _held is not None:
+        pipe.srem(_held, *due)
+    try:
+        pipe.execute()
+    except REDIS_TROUBLE:
+        return len(due)
+    with _unsettled_lock:
+        _unsettled.difference_update(due)
+        return len(_unsettled)
+
+
 class QoS(kombu_redis.QoS):
+    def ack(self, delivery_tag: str) -> None:
+        # kombu's ack, except that a refused write does not stop the worker: the message
+        # stays recorded as held in Redis (nobody else runs it) until `settle_acks`.
+        try:
+            self._remove_from_indices(delivery_tag).execute()
+        except REDIS_TROUBLE as exc:
+            with _unsettled_lock:
+                _unsettled.add(delivery_tag)
+            log.warning("Redis refused to record an acknowledgement (%s); it is recorded "
+                        "once Redis takes writes again", exc)  # fmt: skip
+        virtual.QoS.ack(self, delivery_tag)  # frees its prefetch slot either way
+
     def append(self, message: Any, delivery_tag: str) -> None:
         super().append(message, delivery_tag)
         if _held is not None:
@@ -71,6 +125,10 @@ class Channel(kombu_redis.Channel):
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
+    # Redis refusing writes (at maxmemory, or a replica after a failover) is, to the
+    # consumer, a connection it must re-establish, not an unrecoverable error: without
+    # this, Celery exits on the first acknowledgement Redis refuses.
+    connection_errors = (*kombu_redis.Transport.connection_errors, *REDIS_TROUBLE)
 
 
 def install() -> None:

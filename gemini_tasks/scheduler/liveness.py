@@ -14,10 +14,8 @@ from dataclasses import dataclass
 import redis
 
 from gemini_tasks import scripts
+from gemini_tasks.broker import UNACKED, UNACKED_INDEX
 from gemini_tasks.keyspace import Keyspace
-
-# kombu's names for the broker's unacknowledged messages (kombu.transport.redis.Channel).
-UNACKED, UNACKED_INDEX = "unacked", "unacked_index"
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import os
 import threading
 import time
 
+from gemini_tasks.broker import settle_acks
 from gemini_tasks.worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,10 @@ class Heartbeat(threading.Thread):
         self.ctx = ctx
         self.stopping = threading.Event()
         self.lost_looked = time.monotonic()
+        # When a beat last went through, and since when beats have gone through in a row.
+        # After Redis trouble every worker's beats failed (or waited) alike: none takes
+        # another for dead until the others have had as long to beat again.
+        self.beat_at = self.beating_since = time.monotonic()
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -43,9 +48,14 @@ class Heartbeat(threading.Thread):
         ctx = self.ctx
         try:
             alive = ctx.liveness.beat(ctx.worker_id, ctx.threads)
-        except Exception:  # Redis away: the fence stops calls if it stays away too long
-            log.warning("heartbeat failed; trying again", exc_info=True)
+        except Exception as exc:  # Redis away: the fence stops calls if it stays away too long
+            log.warning("heartbeat failed (%s); trying again", exc)
             return
+        now = time.monotonic()
+        if now - self.beat_at > 2 * ctx.fence.dead_after / BEATS:
+            self.beating_since = now
+            log.warning("heartbeat back after %.0fs: Redis answers again", now - self.beat_at)
+        self.beat_at = now
         if not alive:
             ctx.fence.evicted = True
             ctx.fence.confirmed()
@@ -58,6 +68,10 @@ class Heartbeat(threading.Thread):
             self.stopping.set()
             return
         ctx.fence.confirmed()
+        if settle_acks(ctx.runtime.broker):
+            return  # Redis still refuses writes
+        if time.monotonic() - self.beating_since < ctx.fence.dead_after:
+            return
         try:
             swept = ctx.liveness.sweep(ctx.fence.dead_after)
         except Exception:

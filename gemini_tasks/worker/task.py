@@ -22,6 +22,7 @@ from celery.signals import worker_init, worker_ready, worker_shutting_down
 from google.genai import errors as genai_errors
 
 from gemini_tasks.app import DELETE_FILES, GENERATE
+from gemini_tasks.broker import REDIS_TROUBLE
 from gemini_tasks.celery import app
 from gemini_tasks.errors import ConfigError, ErrorKind, GeminiTasksError, NoApiKeys
 from gemini_tasks.result import Result, metadata_of
@@ -35,6 +36,8 @@ from gemini_tasks.worker.heartbeat import EXIT_AFTER_EVICTION, Heartbeat
 from gemini_tasks.worker.run import Park, PromptRun
 
 log = logging.getLogger(__name__)
+
+STORE_PAUSE_MAX = 10.0  # seconds between tries to record a result Redis refused
 
 
 class PromptFailed(GeminiTasksError):
@@ -75,9 +78,20 @@ def _stop_threads(**_: Any) -> None:
 
 
 def _ended(ctx: WorkerContext, job_id: str, result: Result) -> Any:
-    """Record the prompt's result, then end the task as the prompt ended."""
-    ctx.outcomes.finish(job_id, result)
-    ctx.queue.done(job_id, result.index, result.ok)
+    """Record the prompt's result, then end the task as the prompt ended. A result Gemini
+    was paid for is not dropped because Redis refuses writes for a while: the thread waits
+    for Redis (recording twice is harmless: the first result stays)."""
+    pause = 0.5
+    while True:
+        try:
+            ctx.outcomes.finish(job_id, result)
+            ctx.queue.done(job_id, result.index, result.ok)
+            break
+        except REDIS_TROUBLE as exc:
+            log.warning("Redis refused the result of task %s (%s); trying again in %gs",
+                        result.task_id, exc, pause)  # fmt: skip
+            time.sleep(pause)
+            pause = min(pause * 2, STORE_PAUSE_MAX)
     if result.error_kind is not None:
         raise PromptFailed(result.error_kind, result.error or "")
     return None

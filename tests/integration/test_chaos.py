@@ -8,10 +8,12 @@ a restart meant to land mid-call lands while the emulator holds every worker's c
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+import redis
 
 from gemini_tasks.ops import local
 from gemini_tasks.producer import submit
@@ -181,3 +183,50 @@ def test_a_task_message_the_broker_lost_is_fed_again(chaos_workers, emulator):
     logs = "".join(p.read_text() for p in chaos_workers.run_dir.glob("chaos*.log"))
     assert "fed again 5 prompt(s) the broker lost" in logs
     local.stop_process(worker)
+    chaos_workers.processes.remove(worker)  # the tests after it count the main queue's
+
+
+def test_redis_at_maxmemory_pauses_the_workers_and_they_carry_on(
+    chaos_workers, emulator, redis_server
+):
+    client = redis.Redis.from_url(redis_server.url)
+    emulator.configure(rules=[{"answer": "hold"}])
+    job = submit(records(200, "full"), queue=QUEUE, rt=chaos_workers.rt)
+    held(emulator, 2 * CONCURRENCY)
+    used = int(client.info("memory")["used_memory"])
+    client.config_set("maxmemory", str(used // 2))  # every write refused: OOM
+    try:
+        emulator.release()  # the held calls answer while Redis refuses to store anything
+        emulator.configure(rules=[])
+        held_until = time.monotonic() + 5
+        while time.monotonic() < held_until:  # a stretch of refused writes, however long
+            assert all(p.poll() is None for p in chaos_workers.processes[-2:])
+            time.sleep(0.2)
+    finally:
+        client.config_set("maxmemory", "0")
+
+    results = list(job.results(timeout=180))
+    assert_every_prompt_answered_once(results, 200, "full")
+    assert all(process.poll() is None for process in chaos_workers.processes[-2:])
+
+
+def test_redis_away_longer_than_a_heartbeat_evicts_nobody_and_loses_nothing(
+    chaos_workers, emulator, redis_server
+):
+    emulator.configure(rules=[{"answer": "hold"}])
+    job = submit(records(200, "away"), queue=QUEUE, rt=chaos_workers.rt)
+    held(emulator, 2 * CONCURRENCY)
+    redis_server.stop()
+    emulator.release()  # the held calls answer while Redis is away
+    emulator.configure(rules=[])
+    # Away for twice the time after which a silent worker is taken for dead: every
+    # worker's heartbeat failed alike, so none may take another for dead once it is back.
+    time.sleep(2 * float(CHAOS_ENV["GEMINI_TASKS_WORKER_DEAD_AFTER"]))
+    redis_server.start()
+
+    results = list(job.results(timeout=180))
+    assert_every_prompt_answered_once(results, 200, "away")
+    assert all(process.poll() is None for process in chaos_workers.processes[-2:])
+    rt = chaos_workers.rt
+    alive = [w.decode() for w in rt.redis.hkeys(rt.keys.workers())]
+    assert len(alive) == 2 and not any(rt.redis.exists(rt.keys.evicted(w)) for w in alive)
