@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -29,18 +30,22 @@ def run(mode: str, keys: int, rpm: int, seconds: float, workers: int, concurrenc
     if mode != "unconfigured":
         env["GEMINI_TASKS_RPM"] = str(rpm)
     with cluster(keys, ["--rpm", str(rpm)], env) as running:
+        # Separate key state is separate key prefixes, each with its own job and worker.
+        prefixes = [f"bench_private_{i}" for i in range(workers)] if mode == "private" else []
         for i in range(workers):
-            prefix = f"bench_private_{i}" if mode == "private" else f"bench_{mode}"
+            prefix = prefixes[i] if prefixes else f"bench_{mode}"
             running.start_workers(1, concurrency, {"GEMINI_TASKS_KEY_PREFIX": prefix})
         backlog = keys * rpm * (math.ceil(seconds / 60) + 1)
         prompts = running.run_dir / "prompts.jsonl"
         prompts.write_text(
             "".join(json.dumps({"prompt": f"bench prompt {i}"}) + "\n" for i in range(backlog))
         )
-        subprocess.run(
-            [sys.executable, "-m", "gemini_tasks", "submit", str(prompts)],
-            check=True, capture_output=True, cwd=running.run_dir,
-        )  # fmt: skip
+        for prefix in prefixes or [f"bench_{mode}"]:
+            subprocess.run(
+                [sys.executable, "-m", "gemini_tasks", "submit", str(prompts)],
+                check=True, capture_output=True, cwd=running.run_dir,
+                env={**os.environ, "GEMINI_TASKS_KEY_PREFIX": prefix},
+            )  # fmt: skip
         start = time.monotonic()
         while not running.emulator_stats()["total"] and time.monotonic() - start < 60:
             time.sleep(0.2)

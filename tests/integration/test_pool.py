@@ -322,6 +322,27 @@ def test_the_scripts_name_every_key_as_the_keyspace_does(make_pool, client):
     ]  # fmt: skip
 
 
+def test_the_scheduler_scripts_name_every_key_as_the_keyspace_does(make_pool, client):
+    keys = make_pool([A]).keyspace
+    lua = (
+        text("gemini_tasks.scheduler", "prelude")
+        + """
+        return {K.jobs(), K.active(), K.job('j'), K.args('j'), K.todo('j'), K.inflight('j'),
+          K.rpm('j'), K.carry('j'), K.submitter('j'), K.sched('q', 'high'), K.workers(),
+          K.held('w'), K.transit('w'), K.evicted('w'), K.counts('j'), K.events('j'),
+          K.failed('j', 'quota')}
+    """
+    )
+    names = [n.decode() for n in client.eval(lua, 0, keys.tag)]
+    assert names == [
+        keys.jobs(), keys.active(), keys.job("j"), keys.job_args("j"), keys.job_todo("j"),
+        keys.job_inflight("j"), keys.job_rpm("j"), keys.job_carry("j"), keys.submitter("j"),
+        keys.sched("q", "high"), keys.workers(), keys.held("w"), keys.transit("w"),
+        keys.evicted("w"), keys.job_counts("j"), keys.job_events("j"),
+        keys.job_failed("j", "quota"),
+    ]  # fmt: skip
+
+
 def test_sustained_server_errors_open_the_models_circuit_and_a_probe_closes_it(make_pool):
     pool = make_pool([A, B], circuit_window=3, circuit_base=0.3)
     prove(pool, A, B)
