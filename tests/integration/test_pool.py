@@ -172,8 +172,17 @@ def test_per_minute_429_waits_for_retry_info_when_longer(make_pool):
 
 def test_our_own_wait_when_retry_info_is_shorter_or_absent(make_pool):
     pool = make_pool([A], exhausted_wait=5.0)
-    pool.release(pool.acquire(MODEL), QuotaExceeded("429", retry_delay=1, violations=(minute(),)))
+    # A quota 429 that names no limit: the pool cannot pace by it.
+    pool.release(pool.acquire(MODEL), QuotaExceeded("429", retry_delay=1, violations=()))
     assert 1 < states(pool)[A.id]["seconds_left"] <= 5
+
+
+def test_a_per_minute_limit_the_pool_paces_by_waits_only_as_long_as_gemini_says(make_pool):
+    pool = make_pool([A], exhausted_wait=60.0)
+    pool.release(pool.acquire(MODEL), QuotaExceeded("429", retry_delay=2, violations=(minute(),)))
+    status = states(pool)[A.id]
+    assert status["status"] == "TEMPORARILY_EXHAUSTED" and status["seconds_left"] <= 2
+    assert status["limits"]["rpm"] == 10  # learned: pacing keeps it under from now on
 
 
 def test_daily_quota_exhausts_fully_until_the_reset(make_pool, client):

@@ -25,6 +25,10 @@ local key_state = K.key_state(key, model)
 local project_state = K.project(project, model)
 local model_state = K.model(model)
 redis.call('HINCRBY', key_state, 'in_flight', -1)
+-- Gemini counts a request in its minute when the request reaches it, some time after the
+-- lease was granted (a new client's connection can take more than a second): the call's
+-- place in the project's minute moves to now, when it has certainly been counted.
+redis.call('ZADD', K.rpm(project, model), 'XX', 'GT', now, lease_id)
 
 -- The model's circuit: it opens when every one of the model's last calls across the
 -- cluster failed on Gemini's side (an outage, not the odd error); then one probe call at a
@@ -143,6 +147,10 @@ local function quota_exceeded()
     kind, until_ = 'daily', reset
   elseif count >= (cfg.max_exhausted_retries or 3) then
     kind, until_ = 'full', now + (cfg.fully_exhausted_wait or 43200)
+  elseif quota == 'minute' and retry_delay > 0 and limits(project, model) > 0 then
+    -- A per-minute quota the pool knows (configured, or learned just now): its pacing
+    -- keeps the project under it from here, so the wait is Gemini's, not a fixed minute.
+    kind, until_ = 'temporary', now + math.min(retry_delay, 60)
   else
     local delay = math.min(retry_delay, cfg.max_retry_delay or 86400)
     kind, until_ = 'temporary', now + math.max(cfg.exhausted_wait or 60, delay)
