@@ -28,7 +28,7 @@ def child(kind: str, path: Path, limit: int) -> None:
 
     from gemini_tasks import runtime
     from gemini_tasks.app import GENERATE
-    from gemini_tasks.ops.jsonl import read_records
+    from gemini_tasks.ops.prompt_files import read_records
     from gemini_tasks.producer import submit
 
     start = time.perf_counter()

@@ -23,6 +23,7 @@ class ErrorKind(str, Enum):
     STORAGE = "storage"  # the project's Files API storage is full
     BLOCKED = "blocked"  # Gemini refused to answer the prompt (safety, recitation, ...)
     NO_CONTENT = "no_content"  # Gemini answered without text
+    INVALID_JSON = "invalid_json"  # the config asks for JSON and the answer does not parse
     TIME_LIMIT = "time_limit"  # the task's own deadline passed
     LOST = "lost"  # the task ended without storing a result (a broker or worker failure)
     CANCELLED = "cancelled"  # its job was cancelled before the prompt was sent

@@ -3,7 +3,7 @@
 It is the message `generate.apply_async` would send (Celery builds it), without what comes
 with it: Celery's Redis result backend subscribes to a channel per task sent (and keeps an
 `AsyncResult`), which nobody reads. Its arguments are shown in Flower and logs as a short
-description (`argsrepr`): never media bytes, never a secret.
+description (`argsrepr`, `kwargsrepr`): never media bytes, never a secret.
 """
 
 from __future__ import annotations
@@ -34,6 +34,18 @@ def describe(index: int, record: dict[str, Any]) -> str:
     return f"(prompt #{index}: {prompt[:60]!r}{media})"
 
 
+# How the keyword arguments of a prompt fed again after waiting in Redis start, in Flower
+# and logs: the worker does not announce it as received a second time (`worker.strategy`).
+RESUMED = "(resumed"
+
+
+def describe_carry(carry: dict[str, Any] | None) -> str:
+    """The short description of what a parked prompt goes on from."""
+    if carry is None:
+        return "{}"
+    return f"{RESUMED} after {carry.get('attempts', 0)} attempts)"
+
+
 def publish(
     app: Celery,
     producer: Producer,
@@ -46,10 +58,10 @@ def publish(
     """Queue prompt `index` of job `job_id` on `queue`; `carry` is what a parked prompt
     goes on from. The worker records the result itself (`ignore_result`): Celery does not."""
     args = (record, index)
-    kwargs = {"carry": carry} if carry else {}
+    kwargs = {"carry": carry} if carry is not None else {}
     options = app.amqp.router.route({"queue": queue}, GENERATE, args, kwargs)
     message = app.amqp.create_task_message(
         task_id(job_id, index), GENERATE, args, kwargs, group_id=job_id, group_index=index,
-        argsrepr=describe(index, record), ignore_result=True,
+        argsrepr=describe(index, record), kwargsrepr=describe_carry(carry), ignore_result=True,
     )  # fmt: skip
     app.amqp.send_task_message(producer, GENERATE, message, **options)

@@ -28,6 +28,7 @@ class Result:
     index: int
     metadata: dict[str, Any] = field(default_factory=dict)
     response: str | None = None
+    parsed: Any = None  # the answer's JSON, when the prompt's config asks for JSON
     error: str | None = None
     error_kind: ErrorKind | None = None
     model: str | None = None

@@ -66,6 +66,12 @@ def usage(prompt: int, output: int, thoughts: int = 0) -> Body:
     return body
 
 
+def wants_json(config: Body) -> bool:
+    """Whether the request asks for a JSON answer (either spelling: the parser takes both)."""
+    mime = config.get("responseMimeType", config.get("response_mime_type"))
+    return str(mime or "").lower() == "application/json"
+
+
 def echo(
     model: str,
     contents: list[Body],
@@ -73,11 +79,23 @@ def echo(
     response_id: str,
     files: FileLookup,
     thoughts: int = 0,
+    system: str = "",
+    malformed: bool = False,
 ) -> Body:
-    """An answer that echoes what it received."""
+    """An answer that echoes what it received (and the system instruction, so a test sees
+    that it arrived); a JSON object holding that echo when the request asks for JSON.
+
+    A JSON answer cut at maxOutputTokens is not JSON any more, as Gemini's are not
+    (googleapis/python-genai#1039, #2266); `malformed` plays the valid object followed by a
+    stray fragment that Gemini sometimes sends despite `application/json` (MemberJunction/MJ#3065).
+    """
     described = [describe_part(p, files) for c in contents for p in c.get("parts", [])]
     prompt = sum(tokens for _, tokens in described)
     text = "echo: " + " | ".join(desc for desc, _ in described)
+    if system:
+        text += f" [system: {system}]"
+    if wants_json(config):
+        text = json.dumps({"echo": text}) + ('."\n}' if malformed else "")
     finish = "STOP"
     max_tokens = config.get("maxOutputTokens")
     if isinstance(max_tokens, int) and text_tokens(text) > max_tokens:

@@ -30,10 +30,11 @@ Answer = Literal[
     "block_prompt",  # 200, promptFeedback.blockReason `reason`, no candidates
     "finish",  # 200, a candidate ended by finishReason `reason`, without content
     "max_tokens_empty",  # 200, MAX_TOKENS with empty content after thinking
+    "malformed_json",  # 200, a JSON answer with a stray fragment after it
 ]
 TERMINAL = frozenset(
     {"500", "503", "504", "499", "502", "429_capacity", "429_help", "hang", "empty_stop",
-     "block_prompt", "finish", "max_tokens_empty"}
+     "block_prompt", "finish", "max_tokens_empty", "malformed_json"}
 )  # fmt: skip
 ANSWERS = TERMINAL | {"hold", "delay"}
 

@@ -203,18 +203,14 @@ class Emulator:
         if rule is not None and rule.answer == "hang":
             await asyncio.sleep(rule.seconds)
             raise Rejected(504, payloads.deadline_exceeded(), "hang")
-        if rule is not None:
+        if rule is not None and rule.answer != "malformed_json":
             return self._answer_rule(rule, call, tokens, response_id)
-        answer = answers.echo(
-            call.model, contents, config, response_id, self._file_data, self.config.thoughts_tokens
-        )
-        if body.get("systemInstruction"):
-            # Echo the system instruction too, so a test can see that it arrived.
-            parts = body["systemInstruction"].get("parts", [])
-            text = " ".join(str(p.get("text", "")) for p in parts)
-            for candidate in answer["candidates"]:
-                candidate["content"]["parts"][0]["text"] += f" [system: {text}]"
-        return web.json_response(answer), "ok"
+        parts = (body.get("systemInstruction") or {}).get("parts", [])
+        system = " ".join(str(p.get("text", "")) for p in parts)
+        malformed = rule is not None and rule.answer == "malformed_json"
+        answer = answers.echo(call.model, contents, config, response_id, self._file_data,
+                              self.config.thoughts_tokens, system, malformed)  # fmt: skip
+        return web.json_response(answer), "malformed_json" if malformed else "ok"
 
     async def _play_rules(self, call: Call) -> Rule | None:
         """Latency and the rules that delay or hold the call; the first terminal rule that

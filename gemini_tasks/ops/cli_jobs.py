@@ -4,10 +4,12 @@ running job (cancel, pause, resume, retry, priority, budget, forget)."""
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,10 +22,18 @@ from gemini_tasks import runtime
 from gemini_tasks.errors import ErrorKind, JobNotFound
 from gemini_tasks.ops.dry_run import DryRun
 from gemini_tasks.ops.dry_run import dry_run as count_dry_run
-from gemini_tasks.ops.jsonl import count_records, read_records, write_results
 from gemini_tasks.ops.local import embedded_cluster
 from gemini_tasks.ops.output import EXIT_INTERRUPTED, EXIT_PROMPTS_FAILED, stderr
 from gemini_tasks.ops.progress import JobProgress, eta_text, summary, waiting_for
+from gemini_tasks.ops.prompt_files import (
+    STDIN,
+    FileFormat,
+    Read,
+    WrongFormat,
+    count_records,
+    read_records,
+    write_results,
+)
 from gemini_tasks.producer import Job, JobOptions, JobStatus, Priority
 from gemini_tasks.producer import submit as submit_records
 from gemini_tasks.result import Result
@@ -39,7 +49,48 @@ OUTPUT_OPTION = click.option(
 TIMEOUT_OPTION = click.option(
     "--timeout", type=float, default=None, help="Give up after this many seconds."
 )
-PROMPTS = click.argument("prompts", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+
+
+def prompt_file(command: F) -> F:
+    """The prompt file argument (`-`: standard input) and how to read it (`PromptSource`)."""
+    for option in reversed(
+        [
+            click.argument("prompts", type=click.Path(exists=True, dir_okay=False,
+                                                      allow_dash=True)),
+            click.option("--format", "fmt", type=click.Choice([f.value for f in FileFormat]),
+                         default=None, help="How to read PROMPTS. [default: csv for .csv "
+                         "and .csv.gz, else jsonl; gzip is recognised by its content]"),
+            click.option("--prompt-column", default="prompt", show_default=True,
+                         help="CSV: the column holding the prompt; the others go to metadata."),
+        ]
+    ):  # fmt: skip
+        command = option(command)
+    return command
+
+
+@dataclass(frozen=True)
+class PromptSource:
+    """Where a command's prompts come from, as its arguments say."""
+
+    path: str
+    fmt: FileFormat | None
+    prompt_column: str
+
+    @classmethod
+    def of(cls, prompts: str, fmt: str | None, prompt_column: str) -> PromptSource:
+        return cls(prompts, FileFormat(fmt) if fmt else None, prompt_column)
+
+    def records(self) -> Iterator[Read]:
+        try:
+            return read_records(self.path, self.fmt, self.prompt_column)
+        except WrongFormat as exc:
+            raise click.UsageError(str(exc)) from None
+
+    def count(self) -> int | None:
+        return count_records(self.path, self.fmt, self.prompt_column)
+
+    def __str__(self) -> str:
+        return self.path if self.path == STDIN else shlex.quote(self.path)
 
 
 def job_options(command: F) -> F:
@@ -73,10 +124,14 @@ def _options(queue: str | None, priority: str, weight: float, max_concurrency: i
 
 
 def _submit_file(
-    path: Path, options: JobOptions, resume: str | None, quiet: bool, command: str = "submit"
+    source: PromptSource,
+    options: JobOptions,
+    resume: str | None,
+    quiet: bool,
+    command: str = "submit",
 ) -> Job:
-    """Submit `path`, saying the job id before the first prompt is queued; `command` is
-    the one that resumes it."""
+    """Submit `source`'s prompts, saying the job id before the first prompt is queued;
+    `command` is the one that resumes it."""
     created: list[Job] = []
 
     def announce(job: Job) -> None:
@@ -85,24 +140,27 @@ def _submit_file(
             click.echo(job.id)
         stderr.print(f"job id: {job.id}", highlight=False)
 
-    total = count_records(path)
+    records = source.records()  # a file in the wrong format stops here, before any job
     try:
-        with _bar("submitting", total) as advance:
-            return submit_records(read_records(path), options=options, resume=resume,
+        with _bar("submitting", source.count()) as advance:
+            return submit_records(records, options=options, resume=resume,
                                   on_created=announce, on_submitted=advance)  # fmt: skip
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, WrongFormat) as exc:
+        stopped = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
         if created:
             job = created[0]
             stderr.print(
-                f"interrupted: job {job.id} is incomplete after {job.total} prompts; finish it "
-                f"with `gemini-tasks {command} --resume {job.id} {path}`",
+                f"{stopped}: job {job.id} is incomplete after {job.total} prompts; finish it "
+                f"with `gemini-tasks {command} --resume {job.id} {source}`",
                 highlight=False,
             )
-        sys.exit(EXIT_INTERRUPTED)
+        else:
+            stderr.print(stopped, highlight=False)
+        sys.exit(EXIT_INTERRUPTED if isinstance(exc, KeyboardInterrupt) else 1)
 
 
 @contextmanager
-def _bar(what: str, total: int) -> Iterator[Callable[[int], None]]:
+def _bar(what: str, total: int | None) -> Iterator[Callable[[int], None]]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     with Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), console=stderr) as bar:
@@ -111,7 +169,7 @@ def _bar(what: str, total: int) -> Iterator[Callable[[int], None]]:
 
 
 @click.command()
-@PROMPTS
+@prompt_file
 @click.option("--json", "as_json", is_flag=True, help='Print {"job_id", "total"} as JSON.')
 @click.option("--dry-run", is_flag=True,
               help="Count tokens and estimate the cost; queue nothing.")  # fmt: skip
@@ -119,10 +177,11 @@ def _bar(what: str, total: int) -> Iterator[Callable[[int], None]]:
               help="With --dry-run: tokens per answer if max_output_tokens is unset.")  # fmt: skip
 @job_options
 def submit(
-    prompts: Path, as_json: bool, dry_run: bool, answer_tokens: int, resume: str | None,
-    **options: Any,
+    prompts: str, fmt: str | None, prompt_column: str, as_json: bool, dry_run: bool,
+    answer_tokens: int, resume: str | None, **options: Any,
 ) -> None:  # fmt: skip
-    """Queue every prompt of a JSONL file as a job, and print the job id (first).
+    """Queue every prompt of a file (JSONL or CSV, maybe gzipped; `-`: standard input)
+    as a job, and print the job id (first).
 
     \b
     Examples:
@@ -130,12 +189,15 @@ def submit(
       gemini-tasks submit big.jsonl --priority low --max-rpm 100 --budget 20
       gemini-tasks submit --resume 3f2c...e1 big.jsonl   # after an interrupted submit
       gemini-tasks submit --dry-run big.jsonl            # tokens and cost, nothing sent
+      gemini-tasks submit questions.csv --prompt-column question
+      zcat part-*.jsonl.gz | gemini-tasks submit -
     """
+    source = PromptSource.of(prompts, fmt, prompt_column)
     if dry_run:
-        _print_dry_run(count_dry_run(read_records(prompts), runtime.current().settings,
+        _print_dry_run(count_dry_run(source.records(), runtime.current().settings,
                                      answer_tokens), as_json)  # fmt: skip
         return
-    job = _submit_file(prompts, _options(**options), resume, quiet=as_json)
+    job = _submit_file(source, _options(**options), resume, quiet=as_json)
     if as_json:
         click.echo(json.dumps({"job_id": job.id, "total": job.total}))
 
@@ -235,7 +297,7 @@ def _cluster_for_run(workers: int, concurrency: int | None) -> Iterator[None]:
 
 
 @click.command()
-@PROMPTS
+@prompt_file
 @OUTPUT_OPTION
 @TIMEOUT_OPTION
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
@@ -244,7 +306,9 @@ def _cluster_for_run(workers: int, concurrency: int | None) -> Iterator[None]:
               help="Threads per local worker (local mode only).")  # fmt: skip
 @job_options
 def run(
-    prompts: Path,
+    prompts: str,
+    fmt: str | None,
+    prompt_column: str,
     output: Path | None,
     timeout: float | None,
     workers: int,
@@ -252,7 +316,7 @@ def run(
     resume: str | None,
     **options: Any,
 ) -> None:
-    """Submit a JSONL file and collect its results: `submit` and `collect` in one.
+    """Submit a prompt file and collect its results: `submit` and `collect` in one.
 
     With no REDIS_URL configured it runs locally: it starts redis-server (its data kept in
     GEMINI_TASKS_LOCAL_DIR, so an interrupted run can be finished with --resume), worker
@@ -263,13 +327,14 @@ def run(
       gemini-tasks run producer/examples/prompts.jsonl -o results.jsonl
       gemini-tasks run --resume 3f2c...e1 prompts.jsonl -o results.jsonl  # after Ctrl-C
     """
+    source = PromptSource.of(prompts, fmt, prompt_column)
     with _cluster_for_run(workers, concurrency):
         earlier = Job.restore(resume) if resume is not None else None
         if earlier is not None and earlier.state() != "incomplete":
             job = earlier  # every prompt was queued: only its results are left
         else:
-            job = _submit_file(prompts, _options(**options), resume, quiet=True, command="run")
-        again = f"run --resume {job.id} {prompts}"
+            job = _submit_file(source, _options(**options), resume, quiet=True, command="run")
+        again = f"run --resume {job.id} {source}"
         code = _collect(job, output, timeout, as_completed=False, again=again)
     sys.exit(code)
 

@@ -8,11 +8,15 @@ thinking, and, intermittently, an empty STOP that a retry usually fixes.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from google.genai import types
 
+from gemini_tasks.errors import ErrorKind
 from gemini_tasks.result import Result
 
 # Finish reasons that mean Gemini would not answer this prompt (google-genai's FinishReason).
@@ -69,6 +73,31 @@ def fill(result: Result, response: types.GenerateContentResponse, answer: Answer
         result.response = "".join(texts)
         result.truncated = answer.reason == "MAX_TOKENS"
         result.error, result.error_kind = None, None
+
+
+def wants_json(config: Mapping[str, Any]) -> bool:
+    """Whether a generation config (canonical names) asks Gemini for a JSON answer: a JSON
+    mime type, or a schema without a mime type that says otherwise (`text/x.enum`)."""
+    mime = str(config.get("response_mime_type") or "").lower()
+    if mime:
+        return mime == "application/json"
+    return bool(config.get("response_schema") or config.get("response_json_schema"))
+
+
+def parse_json(result: Result, config: Mapping[str, Any]) -> None:
+    """Put the answer's JSON in `result.parsed` when `config` asks for JSON; an answer that
+    does not parse (cut at max_output_tokens, or with a stray fragment after it: see the
+    emulator's `answers.echo`) fails as `invalid_json`, its text kept for a look."""
+    if not result.ok or result.response is None or not wants_json(config):
+        return
+    try:
+        result.parsed = json.loads(result.response)
+    except json.JSONDecodeError as exc:
+        cut = ", cut at max_output_tokens" if result.truncated else ""
+        result.fail(
+            ErrorKind.INVALID_JSON,
+            f"invalid_json: the config asks for JSON and the answer is not JSON{cut} ({exc})",
+        )
 
 
 def prompt_tokens(response: types.GenerateContentResponse) -> int:

@@ -126,6 +126,7 @@ class PromptRun:
             record = parse_staged(self.raw_record)
             media = self._media(record)
             self._until_done(record, media, record.model or self.settings.model)
+            responses.parse_json(self.result, record.generation_config)
         except InvalidPrompt as exc:
             self.result.fail(ErrorKind.INVALID_PROMPT, f"invalid prompt: {exc}")
         except _GiveUp as exc:

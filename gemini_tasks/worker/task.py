@@ -5,7 +5,9 @@ A prompt fed by the scheduler records its own result, exactly once
 (`gemini_tasks.scheduler.Outcomes`), failures included, and then the task ends as the
 prompt did: a failed prompt raises `PromptFailed`, so Flower shows it as FAILURE, while
 `collect` returns its full result. A prompt that must wait longer than a thread should goes
-back to its job's queue (Celery's `Ignore`: no state, no re-queue counted as a new task).
+back to its job's queue (Celery's `Ignore`: no state, no re-queue counted as a new task):
+Flower shows it as RETRY with the reason, and its next run as the same task
+(`gemini_tasks.worker.strategy`).
 """
 
 from __future__ import annotations
@@ -115,14 +117,33 @@ def _run(ctx: WorkerContext, task: Task[Any, Any], record: Any, index: int, carr
         refused.fail(ErrorKind.INVALID_PROMPT, f"invalid prompt: {record['refused']}")
         return _ended(ctx, job_id, refused)
     if ctx.job_control(job_id)[0] is JobState.PAUSED:
-        ctx.queue.park(job_id, [index], carry=json.dumps(carry or {}))
-        raise Ignore()
+        _park(task, job_id, index, Park(0.0, "", carry or {}), "the job is paused")
     result = PromptRun(ctx, record, index, task_id, carry, job_id).run()
     result.worker = task.request.hostname
     return _ended(ctx, job_id, result)
 
 
-@app.task(bind=True, name=GENERATE, ignore_result=True, throws=(PromptFailed,))
+def _park(task: Task[Any, Any], job_id: str, index: int, wait: Park, why: str) -> None:
+    """Put the prompt back in its job's queue in Redis and end this run of it."""
+    ctx = context.current()
+    blocked_until = time.time() + wait.seconds if wait.seconds else 0
+    ctx.queue.park(job_id, [index], blocked_until, wait.model, json.dumps(wait.carry))
+    log.info("task %s waits in Redis: %s", task.request.id, why)
+    try:
+        reason = f"{why}, in Redis (not in a worker)"
+        task.send_event("task-retried", retry=False, exception=reason)
+    except Exception:  # what Flower shows is not worth holding a thread for
+        log.info("could not tell Flower that task %s waits", task.request.id)
+    raise Ignore() from None
+
+
+@app.task(
+    bind=True,
+    name=GENERATE,
+    ignore_result=True,
+    throws=(PromptFailed,),
+    Strategy="gemini_tasks.worker.strategy:once_per_prompt",
+)
 def generate(
     self: Task[Any, Any], record: Any, index: int = 0, carry: dict[str, Any] | None = None
 ) -> Any:
@@ -132,11 +153,8 @@ def generate(
     try:
         return _run(ctx, self, record, index, carry)
     except Park as wait:
-        job_id = str(self.request.group)
-        blocked_until = time.time() + wait.seconds if wait.seconds else 0
-        ctx.queue.park(job_id, [index], blocked_until, wait.model, json.dumps(wait.carry))
-        log.info("task %s waits %.0fs more, in Redis", self.request.id, wait.seconds)
-        raise Ignore() from None
+        why = f"waiting {wait.seconds:.0f}s for a key" if wait.seconds else "the job is paused"
+        _park(self, str(self.request.group), index, wait, why)
     except Evicted:
         # Another worker has this prompt now; this one exits without acknowledging it.
         log.warning("task %s abandoned: this worker was taken for dead", self.request.id)

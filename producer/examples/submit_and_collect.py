@@ -8,7 +8,7 @@ The collecting half can run later, on another machine: it needs only the job id.
 import sys
 from pathlib import Path
 
-from gemini_tasks.ops.jsonl import read_records
+from gemini_tasks.ops.prompt_files import read_records
 from gemini_tasks.producer import Job, submit
 
 job = submit(read_records(Path(sys.argv[1])))

@@ -183,3 +183,22 @@ def test_a_quota_of_zero_takes_the_project_off_the_model_with_the_reason(worker,
     assert state.status.value == "FULLY_EXHAUSTED" and "limit: 0" in (state.reason or "")
     zero = [c for c in emulator.stats(calls=True)["calls"] if c["key_id"] == B]
     assert 1 <= len(zero) <= THREADS
+
+
+def test_json_answers_are_parsed_and_broken_ones_fail_as_invalid_json(worker, emulator):
+    emulator.configure(rules=[{"answer": "malformed_json", "contains": "stray"}])
+    schema = {"type": "OBJECT", "properties": {"echo": {"type": "STRING"}}}
+    as_json = {"response_mime_type": "application/json", "response_schema": schema}
+    records = [
+        {"prompt": "structured", "generation_config": as_json},
+        {"prompt": "stray fragment", "generation_config": as_json},
+        {"prompt": "cut " * 40, "generation_config": {**as_json, "max_output_tokens": 5}},
+        {"prompt": "plain text"},
+    ]
+    fine, stray, cut, plain = _run(worker, records)
+
+    assert fine.ok and fine.parsed == {"echo": "echo: structured"}
+    assert stray.error_kind is ErrorKind.INVALID_JSON and stray.parsed is None
+    assert stray.response.startswith('{"echo"') and stray.attempts == 1
+    assert cut.error_kind is ErrorKind.INVALID_JSON and "cut at max_output_tokens" in cut.error
+    assert plain.ok and plain.parsed is None and plain.response == "echo: plain text"

@@ -1,5 +1,6 @@
 """The pipeline end to end: producer -> Celery on Redis -> two workers -> emulator -> results."""
 
+import gzip
 import json
 import os
 import subprocess
@@ -221,6 +222,42 @@ def test_cli_run_reports_bad_lines_by_number_and_finishes_the_rest(cluster, tmp_
     assert lines[2]["error"].startswith("invalid prompt: line 3: not valid JSON")
     assert lines[4]["error"].startswith("invalid prompt: line 5: 'prompt' is required")
     assert "4 of 6 prompts succeeded, 2 failed" in done.stderr
+
+
+def _cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gemini_tasks", *args], input=stdin,
+                          capture_output=True, timeout=120, env=os.environ)  # fmt: skip
+
+
+def test_cli_reads_csv_gzip_and_standard_input(cluster, tmp_path: Path):
+    questions = tmp_path / "questions.csv"
+    questions.write_text('id,question\n1,"Why, really?"\n2,How?\n')
+    out = tmp_path / "csv.jsonl"
+    done = _cli("run", str(questions), "--prompt-column", "question", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["response"], r["metadata"]) for r in lines] == [
+        ("echo: Why, really?", {"id": "1"}),
+        ("echo: How?", {"id": "2"}),
+    ]
+
+    piped = gzip.compress(b'{"prompt": "from a pipe"}\n{"prompt": "and more"}\n')
+    done = _cli("submit", "-", stdin=piped)
+    assert done.returncode == 0, done.stderr
+    job_id = done.stdout.decode().split()[0]
+    results = list(Job.restore(job_id).results(timeout=60))
+    assert [r.response for r in results] == ["echo: from a pipe", "echo: and more"]
+
+
+def test_a_prompt_file_in_the_wrong_format_is_refused_before_any_job(cluster, tmp_path: Path):
+    before = {job.id for job in Job.recent(1000)}
+    table = tmp_path / "table.jsonl"
+    table.write_text("id,prompt\n" + "".join(f"{i},question {i}\n" for i in range(5000)))
+    done = _cli("submit", str(table))
+    assert done.returncode == 2, done.stderr  # a usage error: nothing was queued
+    assert b"is not a JSONL prompt file: line 1: not valid JSON" in done.stderr
+    assert b"--format csv" in done.stderr
+    assert {job.id for job in Job.recent(1000)} == before
 
 
 def test_redelivered_task_does_not_call_gemini_again(cluster):

@@ -274,7 +274,7 @@ def test_long_waits_wait_in_redis_and_short_ones_sleep(waiting_worker, emulator)
     # Two keys, each usable once a second: most prompts waited for one.
     assert sum(r.timings["key_wait_seconds"] > 0 for r in results) >= 3
     log = (waiting_worker.run_dir / "worker-0.log").read_text()
-    assert "more, in Redis" in log
+    assert "waits in Redis: waiting" in log
 
 
 def test_every_key_exhausted_past_the_limit_is_an_exhausted_error(waiting_worker, emulator):

@@ -10,7 +10,7 @@ from gemini_tasks.errors import InvalidPrompt
 from gemini_tasks.keyspace import Keyspace
 from gemini_tasks.media.refs import MediaRef
 from gemini_tasks.media.store import DirectoryMediaStore, RedisMediaStore
-from gemini_tasks.ops.jsonl import read_records
+from gemini_tasks.ops.prompt_files import read_records
 from gemini_tasks.records import GENERATION_FIELDS, parse_record, parse_staged
 from gemini_tasks.result import Result
 from gemini_tasks.settings import load
