@@ -55,6 +55,8 @@ the same patterns as the methods below, and tests check that both agree.
     {p}:job:<job>:counts            hash   done, failed, kind:<kind>, tokens, cost, budget...
     {p}:job:<job>:events            stream one entry per finished prompt: i (index), k (kind)
     {p}:job:<job>:failed:<kind>     set    indexes that failed with that kind (for retry)
+    {p}:job:<job>:metrics           hash   for Prometheus, only ever added to: p:<model>:<outcome>,
+                                           prompt:<le>, prompt_sum, api:<le>, api_sum
 
   Media and uploads, under REDIS_URL:
 
@@ -194,6 +196,9 @@ class Keyspace:
 
     def job_failed(self, job_id: str, kind: str) -> str:
         return f"{self.tag}:job:{job_id}:failed:{kind}"
+
+    def job_metrics(self, job_id: str) -> str:
+        return f"{self.tag}:job:{job_id}:metrics"
 
     # -- media holds ----------------------------------------------------------------------
     def job_media(self, job_id: str) -> str:

@@ -27,24 +27,29 @@ from gemini_tasks.settings import Settings, mask_url
 class Runtime:
     """Settings and the clients made from them; each client is created on first use."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, patient: bool = True):
         self.settings = settings
         self.keys = Keyspace(settings.key_prefix)
+        self.patient = patient  # ride out a Redis restart, or fail within seconds
+
+    def impatient(self) -> Runtime:
+        """The same cluster, for an operator's view: Redis away is an error at once."""
+        return Runtime(self.settings, patient=False)
 
     @cached_property
     def redis(self) -> Redis:
         """Key state, media and job bookkeeping (`REDIS_URL`)."""
-        return connect(self.settings.redis_url)
+        return connect(self.settings.redis_url, self.patient)
 
     @cached_property
     def results(self) -> Redis:
         """The result backend's Redis."""
-        return connect(self.settings.result_backend)
+        return connect(self.settings.result_backend, self.patient)
 
     @cached_property
     def broker(self) -> Redis:
         """The broker's Redis, read to find tasks it lost."""
-        return connect(self.settings.broker_url)
+        return connect(self.settings.broker_url, self.patient)
 
     @cached_property
     def app(self) -> Celery:

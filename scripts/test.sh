@@ -14,9 +14,12 @@ if [ "$#" -gt 0 ]; then
   exec python -m pytest "$@"
 fi
 
-# The multi-machine test builds its hosts from network and mount namespaces.
+# The multi-machine test builds its hosts from network and mount namespaces; the monitoring
+# tests run a real Prometheus and look at Flower in a real (headless) browser.
 command -v ip >/dev/null || apt_install iproute2
 command -v unshare >/dev/null || apt_install util-linux
+command -v prometheus >/dev/null || apt_install --no-install-recommends prometheus
+command -v chromium-headless-shell >/dev/null || apt_install --no-install-recommends chromium-headless-shell
 
 ruff check .
 ruff format --check .

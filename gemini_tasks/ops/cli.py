@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 import click
+from redis import RedisError
 
 from gemini_tasks.errors import GeminiTasksError
 from gemini_tasks.ops import cli_fleet, cli_jobs
@@ -25,6 +26,9 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except GeminiTasksError as exc:
             stderr.print(f"[red]error:[/red] {exc}", highlight=False)
+            sys.exit(EXIT_ERROR)
+        except RedisError as exc:  # an operator's command fails at once when Redis is away
+            stderr.print(f"[red]error:[/red] Redis unavailable: {exc}", highlight=False)
             sys.exit(EXIT_ERROR)
         except KeyboardInterrupt:
             stderr.print("interrupted", highlight=False)

@@ -156,7 +156,7 @@ def keys(ctx: click.Context, model: str | None, as_json: bool, wide: bool) -> No
     """
     if ctx.invoked_subcommand:
         return
-    rt = runtime.current()
+    rt = runtime.current().impatient()
     status = operator_pool(rt).status(model or rt.settings.model)
     if as_json:
         click.echo(json.dumps({s.key_id: s.seed_view() for s in status.keys}, indent=2))
@@ -216,15 +216,17 @@ def keys_reset(key_id: str) -> None:
 )
 @click.option("--port", type=int, default=9808, show_default=True)
 @click.option(
-    "--model", default=None, help="The model whose state to show. [default: GEMINI_TASKS_MODEL]"
+    "--model", default=None, help="The model whose keys to show. [default: GEMINI_TASKS_MODEL]"
 )
-def metrics(address: str, port: int, model: str | None) -> None:
-    """Serve the key pool's metrics for Prometheus at /metrics.
+@click.option("--jobs", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Show this many of the most recent jobs.")  # fmt: skip
+def metrics(address: str, port: int, model: str | None, jobs: int) -> None:
+    """Serve the cluster's metrics for Prometheus at /metrics: keys, jobs, queues.
 
     \b
     Example:
       gemini-tasks metrics --port 9808 &
       curl -s localhost:9808/metrics | grep gemini_tasks_usable_keys
     """
-    rt = runtime.current()
-    metrics_module.serve(operator_pool(rt), model or rt.settings.model, port, address)
+    rt = runtime.current().impatient()
+    metrics_module.serve(rt, model or rt.settings.model, port, address, jobs)

@@ -14,13 +14,14 @@ import only the bottom layer.
 """
 
 from gemini_tasks.scheduler.liveness import Liveness
-from gemini_tasks.scheduler.outcomes import Counts, Outcomes
+from gemini_tasks.scheduler.outcomes import Counts, JobMetrics, Outcomes
 from gemini_tasks.scheduler.queue import Fed, JobInfo, JobQueue, JobState, Priority
 
 __all__ = [
     "Counts",
     "Fed",
     "JobInfo",
+    "JobMetrics",
     "JobQueue",
     "JobState",
     "Liveness",

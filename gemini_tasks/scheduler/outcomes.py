@@ -22,6 +22,54 @@ from gemini_tasks.keyspace import Keyspace
 from gemini_tasks.result import Result
 
 META = "celery-task-meta-"
+# Upper bounds (seconds) of the latency histograms' buckets, as Prometheus' `le` labels.
+LATENCY_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0)
+
+
+def bucket(seconds: float) -> str:
+    """The `le` label of the histogram bucket `seconds` falls in."""
+    return next((repr(b) for b in LATENCY_BUCKETS if seconds <= b), "+Inf")
+
+
+@dataclass
+class Histogram:
+    """A latency histogram: observations per bucket (not cumulative), and their sum."""
+
+    buckets: dict[str, int] = field(default_factory=dict)
+    total: float = 0.0
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        """Prometheus' form: for each `le`, the observations at most that."""
+        out, running = [], 0
+        for le in [*(repr(b) for b in LATENCY_BUCKETS), "+Inf"]:
+            running += self.buckets.get(le, 0)
+            out.append((le, float(running)))
+        return out
+
+
+@dataclass
+class JobMetrics:
+    """What Prometheus reads of a job: counts that only grow (a retried failure stays
+    counted, as a Prometheus counter must)."""
+
+    outcomes: dict[tuple[str, str], int] = field(default_factory=dict)  # (model, outcome)
+    prompt_seconds: Histogram = field(default_factory=Histogram)  # first start to result
+    api_seconds: Histogram = field(default_factory=Histogram)  # time in Gemini calls
+
+    @classmethod
+    def from_hash(cls, raw: dict[str, str]) -> JobMetrics:
+        metrics = cls()
+        for name, value in raw.items():
+            family, _, rest = name.partition(":")
+            if family == "p":
+                model, _, outcome = rest.rpartition(":")
+                metrics.outcomes[(model, outcome)] = int(value)
+            elif family in ("prompt", "api"):
+                histogram = metrics.prompt_seconds if family == "prompt" else metrics.api_seconds
+                histogram.buckets[rest] = int(value)
+        metrics.prompt_seconds.total = float(raw.get("prompt_sum", 0))
+        metrics.api_seconds.total = float(raw.get("api_sum", 0))
+        return metrics
 
 
 @dataclass(frozen=True)
@@ -96,6 +144,9 @@ class Outcomes:
         Its cost counts now, but for the part already settled call by call."""
         task_id = f"{job_id}-{result.index}"
         usage = result.usage or {}
+        timings = result.timings
+        took = max(0.0, timings.get("finished_at", 0.0) - timings.get("started_at", 0.0))
+        in_calls = timings.get("api_seconds", 0.0)
         recorded = self._scripts["finish"](
             keys=[meta_key(task_id)],
             args=[
@@ -108,6 +159,7 @@ class Outcomes:
                 int(usage.get("cached_content_token_count") or 0),
                 result.rate_limited,
                 repr(result.cost - result.settled),
+                result.model or "", bucket(took), repr(took), bucket(in_calls), repr(in_calls),
             ],
         )  # fmt: skip
         return bool(recorded)
@@ -132,6 +184,10 @@ class Outcomes:
 
     def has(self, job_id: str, index: int) -> bool:
         return bool(self.redis.exists(meta_key(f"{job_id}-{index}")))
+
+    def metrics(self, job_id: str) -> JobMetrics:
+        raw = self.redis.hgetall(self.keys.job_metrics(job_id))
+        return JobMetrics.from_hash({text(k): text(v) for k, v in raw.items()})
 
     def counts(self, job_id: str) -> Counts:
         raw = self.redis.hgetall(self.keys.job_counts(job_id))
@@ -193,7 +249,7 @@ class Outcomes:
 
     def delete(self, job_id: str, total: int) -> None:
         keys = self.keys
-        names = [keys.job_counts(job_id), keys.job_events(job_id)]
+        names = [keys.job_counts(job_id), keys.job_events(job_id), keys.job_metrics(job_id)]
         names += [keys.job_failed(job_id, kind.value) for kind in ErrorKind]
         pipe = self.redis.pipeline(transaction=False)
         pipe.delete(*names)

@@ -102,7 +102,7 @@ class PromptRun:
         if "parked_at" in carry:  # the time it waited in Redis was waiting for a key too
             self.key_wait += max(0.0, time.time() - float(carry["parked_at"]))
         self.outage_wait = float(carry.get("outage_wait_seconds", 0.0))
-        self.started = time.time()
+        self.started = float(carry.get("started_at", time.time()))  # its first run's start
         self.price: prices.Price | None = None
         self.call_cost = 0.0
         self.deadline = time.monotonic() + self.settings.task_time_limit
@@ -116,6 +116,7 @@ class PromptRun:
             "key_wait_seconds": self.key_wait,
             "outage_wait_seconds": self.outage_wait,
             "server_failures": self.state.server_failures,
+            "started_at": self.started,
         }
         if waiting_for_key:
             carry["parked_at"] = time.time()

@@ -113,8 +113,17 @@ def _worker_counts(flower: str, ready) -> dict:
         time.sleep(0.5)
 
 
+def _browser(url: str, *args: str) -> str:
+    """What a real (headless) Chromium shows at `url`, scripts run: its DOM."""
+    command = ["chromium-headless-shell", "--no-sandbox", "--disable-gpu",
+               "--virtual-time-budget=5000", *args, url]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
 def test_flower_counts_each_prompt_once_however_long_it_waits_and_failures_fail(
-    flower, waiting_worker, emulator
+    flower, waiting_worker, emulator, run_dir
 ):
     rt, log = waiting_worker
     emulator.configure(rules=[{"answer": "block_prompt", "contains": "unsafe", "reason": "SAFETY"}])
@@ -156,6 +165,17 @@ def test_flower_counts_each_prompt_once_however_long_it_waits_and_failures_fail(
     assert moved["task-received"] == 16, moved
     assert (moved["task-succeeded"], moved["task-failed"]) == (12, 4), moved
     assert moved["task-retried"] >= 1, moved  # each wait in Redis, shown as RETRY
+
+    # The pages, as an operator's browser shows them.
+    signed_in = flower.replace("http://", f"http://{AUTH}@")
+    page = _browser(f"{signed_in}/task/{job.task_id(12)}", "--dump-dom")
+    assert "text-bg-danger" in page and ">FAILURE<" in page
+    assert "PromptFailed" in page and "blocked:" in page  # the error kind, and why
+    page = _browser(f"{signed_in}/workers", "--dump-dom")
+    assert after["hostname"] in page
+    shot = run_dir / "flower-workers.png"
+    _browser(f"{signed_in}/workers", f"--screenshot={shot}", "--window-size=1400,900")
+    assert shot.stat().st_size > 10_000
 
 
 def test_flowers_broker_page_and_queue_lengths_work_with_the_broker(flower, waiting_worker):

@@ -37,7 +37,8 @@ def compose() -> dict:
 
 def test_compose_services_commands_and_environment_match_the_code():
     services = compose()["services"]
-    assert set(services) == {"redis", "worker", "flower", "emulator"}
+    assert set(services) == {"redis", "worker", "flower", "emulator", "metrics", "prometheus",
+                             "grafana"}  # fmt: skip
     redis = services["redis"]
     assert "--requirepass" in redis["command"] and "--appendonly" in redis["command"]
     assert redis["command"][redis["command"].index("--appendonly") + 1] == "yes"
@@ -48,6 +49,17 @@ def test_compose_services_commands_and_environment_match_the_code():
     assert "--any-key" in services["emulator"]["command"]
     for name in ("redis", "flower", "emulator"):
         assert services[name]["healthcheck"]["test"], name
+    for name in ("metrics", "prometheus", "grafana"):
+        assert services[name]["profiles"] == ["monitoring"], name
+    assert services["metrics"]["command"][:2] == ["gemini-tasks", "metrics"]
+    grafana = services["grafana"]["volumes"]
+    assert "./monitoring/grafana/dashboards:/var/lib/grafana/dashboards:ro" in grafana
+    provider = yaml.safe_load(
+        (ROOT / "monitoring/grafana/provisioning/dashboards/gemini-tasks.yml").read_text()
+    )
+    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+    scrape = yaml.safe_load((ROOT / "monitoring/prometheus.yml").read_text())
+    assert scrape["scrape_configs"][0]["static_configs"][0]["targets"] == ["metrics:9808"]
     for name in ("worker", "flower"):
         environment = services[name]["environment"]
         assert environment["REDIS_URL"].startswith("redis://:${REDIS_PASSWORD")

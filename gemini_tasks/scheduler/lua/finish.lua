@@ -1,11 +1,13 @@
 -- Record one prompt's result, once: the result itself, the job's counts, its completion
--- stream and, for a failure, the index among the job's failures of its kind. A second run
+-- stream and, for a failure, the index among the job's failures of its kind; and, for
+-- Prometheus, its outcome by model and its latencies (counts a retry never takes back). A second run
 -- of the same prompt (a redelivered message) finds the result there and changes nothing.
 -- Runs on the result backend's Redis.
 -- KEYS     the result's key (celery-task-meta-<job>-<index>)
 -- ARGV     tag, job, index, result (Celery's JSON form), ttl, kind ("" for success),
 --          prompt_tokens, output_tokens, thought_tokens, cached_tokens, rate_limited,
---          cost (not yet counted)
+--          cost (not yet counted), model, the bucket (le) of its seconds from first start
+--          to result, those seconds, the bucket of its seconds in calls, those seconds
 -- Returns  1 if recorded, 0 if the prompt already had a result.
 local job, index, ttl, kind = ARGV[2], ARGV[3], tonumber(ARGV[5]), ARGV[6]
 if redis.call('SET', KEYS[1], ARGV[4], 'NX', 'EX', ttl) == false then return 0 end
@@ -26,6 +28,13 @@ for i, name in ipairs(summed) do
   if value ~= 0 then redis.call('HINCRBY', counts, name, value) end
 end
 if tonumber(ARGV[12]) ~= 0 then redis.call('HINCRBYFLOAT', counts, 'cost', ARGV[12]) end
+local metrics = K.metrics(job)
+redis.call('HINCRBY', metrics, 'p:' .. ARGV[13] .. ':' .. (kind == '' and 'ok' or kind), 1)
+redis.call('HINCRBY', metrics, 'prompt:' .. ARGV[14], 1)
+redis.call('HINCRBYFLOAT', metrics, 'prompt_sum', ARGV[15])
+redis.call('HINCRBY', metrics, 'api:' .. ARGV[16], 1)
+redis.call('HINCRBYFLOAT', metrics, 'api_sum', ARGV[17])
+redis.call('EXPIRE', metrics, ttl)
 redis.call('EXPIRE', events, ttl)
 redis.call('EXPIRE', counts, ttl)
 return 1

@@ -10,7 +10,7 @@ local PATTERNS = {
   submitter = '%s:submitter:%s',
   sched = '%s:sched:%s:%s', workers = '%s:workers', held = '%s:held:%s',
   transit = '%s:transit:%s', evicted = '%s:evicted:%s', counts = '%s:job:%s:counts',
-  events = '%s:job:%s:events', failed = '%s:job:%s:failed:%s',
+  events = '%s:job:%s:events', failed = '%s:job:%s:failed:%s', metrics = '%s:job:%s:metrics',
 }
 local K = setmetatable({}, {__index = function(_, name)
   local pattern = PATTERNS[name]
