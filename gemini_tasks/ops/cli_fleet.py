@@ -6,15 +6,17 @@ import json
 from pathlib import Path
 
 import click
+from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from gemini_tasks import runtime
 from gemini_tasks.keys import load_keys
 from gemini_tasks.limits import Limits, LimitTable
 from gemini_tasks.ops import metrics as metrics_module
 from gemini_tasks.ops.output import stderr
-from gemini_tasks.pool import KeyState, operator_pool
+from gemini_tasks.pool import KeyState, KeyStatus, operator_pool
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -164,27 +166,42 @@ def keys(ctx: click.Context, model: str | None, as_json: bool, wide: bool) -> No
     if not status.keys:
         stderr.print("No keys registered yet: a worker registers its keys when it starts.")
         return
-    Console().print(_keys_table(status.keys, wide))
+    console = Console()  # lines wrap at the terminal's width
+    console.print(_keys_table(status.keys, wide))
     state = status.model
+    notes = []
     if state.outage_seconds_left:
-        click.echo(
+        notes.append(
             f"{state.model}: Gemini is failing; calls resume in {state.outage_seconds_left:.0f}s"
         )
     if state.capacity_seconds_left:
-        click.echo(f"{state.model}: short of capacity; waiting {state.capacity_seconds_left:.0f}s")
-    for key in status.keys:
-        if key.reason:
-            click.echo(f"{key.key_id}: {key.status.value}: {key.reason}")
+        notes.append(
+            f"{state.model}: short of capacity; waiting {state.capacity_seconds_left:.0f}s"
+        )
+    notes += [f"{k.key_id}: {k.status.value}: {k.reason}" for k in status.keys if k.reason]
+    for note in notes:
+        console.print(Text(note))
+
+
+# Status names as the narrow table shows them, to fit 80 columns.
+_SHORT = {KeyStatus.TEMPORARILY_EXHAUSTED: "TEMP_EXHAUSTED"}
 
 
 def _keys_table(states: list[KeyState], wide: bool) -> Table:
-    columns = ["key id", "project", "status", "left s", "in flight", "ok", "429"]
+    """Every key, in 80 columns unless `wide` (labels, counters and tokens too)."""
     if wide:
-        columns[1:1] = ["label"]
-        columns += ["exhausted", "requests", "errors", "tokens"]
-    table = Table(*columns)
+        table = Table("key id", "label", "project", "status", "left s", "in flight", "ok", "429",
+                      "exhausted", "requests", "errors", "tokens")  # fmt: skip
+    else:
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        table.add_column("key id", no_wrap=True)
+        table.add_column("project", max_width=16, no_wrap=True, overflow="ellipsis")
+        table.add_column("status", no_wrap=True)
+        for name in ("left s", "busy", "ok", "429"):
+            table.add_column(name, justify="right", no_wrap=True)
     for s in states:
-        row = [s.key_id, s.project, s.status.value, f"{s.seconds_left:.0f}", str(s.in_flight),
+        status = s.status.value if wide else _SHORT.get(s.status, s.status.value)
+        row = [s.key_id, s.project, status, f"{s.seconds_left:.0f}", str(s.in_flight),
                str(s.successes), str(s.quota_errors)]  # fmt: skip
         if wide:
             row[1:1] = [s.label]

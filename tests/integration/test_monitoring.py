@@ -5,6 +5,8 @@ repository asked of it; and the metrics and `keys` when Redis is away."""
 import json
 import math
 import os
+import select
+import signal
 import subprocess
 import sys
 import time
@@ -18,6 +20,7 @@ import pytest
 from gemini_tasks.ops import local
 from gemini_tasks.producer import JobOptions, submit
 from tests.conftest import TEST_ENV
+from tests.integration.conftest import prove_keys, runtime_for
 
 pytestmark = pytest.mark.integration
 
@@ -166,3 +169,52 @@ def test_with_redis_away_metrics_answer_503_and_keys_fail_within_seconds(run_dir
     assert done.returncode == 1, done.stderr
     assert "Redis unavailable" in done.stderr and "Traceback" not in done.stderr
     assert time.monotonic() - started < 5 + 3  # the interpreter's start included
+
+
+WATCH_ENV = {**TEST_ENV, "GEMINI_TASKS_QUEUE": "watch", "GEMINI_TASKS_KEY_PREFIX": "watch"}
+
+
+@pytest.fixture(scope="module")
+def watched_worker(redis_url, emulator_process, run_dir):
+    process = local.start_worker(WATCH_ENV, "watch", 10, run_dir / "watch.log", cwd=run_dir)
+    try:
+        rt = runtime_for(WATCH_ENV)
+        prove_keys("watch", rt)
+        yield rt
+    finally:
+        local.stop_process(process)
+
+
+def test_progress_says_when_a_job_waits_for_quota_and_ctrl_c_stops_at_once(
+    watched_worker, emulator
+):
+    # One request a minute for the key's project: after the first, the job waits for quota.
+    emulator.configure(limits={"rpm": 1})
+    job = submit([{"prompt": f"slow {i}"} for i in range(6)], queue="watch", rt=watched_worker)
+    env = {**os.environ, **WATCH_ENV, "FORCE_COLOR": "1", "COLUMNS": "160"}
+    command = [sys.executable, "-m", "gemini_tasks", "collect", job.id]
+    collect = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        seen = b""
+        deadline = time.monotonic() + 90
+        while b"waiting for quota, next key usable in" not in seen:
+            assert time.monotonic() < deadline, seen[-2000:]
+            if select.select([collect.stderr], [], [], 1.0)[0]:
+                seen += os.read(collect.stderr.fileno(), 65536)
+        assert b"failed" in seen and b"ETA" in seen
+        started = time.monotonic()
+        collect.send_signal(signal.SIGINT)
+        assert collect.wait(timeout=30) == 130
+        assert time.monotonic() - started < 2
+        seen += collect.stderr.read()
+        assert f"collect it with `gemini-tasks collect {job.id}`".encode() in seen
+    finally:
+        collect.kill()
+        job.cancel()
+
+    env = {**os.environ, **WATCH_ENV, "COLUMNS": "80"}
+    done = subprocess.run([sys.executable, "-m", "gemini_tasks", "keys"], env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "TEMP_EXHAUSTED" in done.stdout and "Please retry in" in done.stdout
+    assert max(len(line) for line in done.stdout.splitlines()) <= 80, done.stdout
