@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -346,6 +347,7 @@ def _status_json(status: JobStatus) -> dict[str, Any]:
         "state": status.state,
         "created_at": status.info.created_at,
         "priority": status.info.priority.value,
+        "weight": status.info.weight,
         "total": status.total,
         "done": counts.done,
         "succeeded": counts.succeeded,
@@ -400,7 +402,8 @@ def status(job_id: str, as_json: bool) -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def jobs(limit: int, as_json: bool) -> None:
-    """Recent jobs: state, when created, totals, done, failed (by kind), cost.
+    """Recent jobs: state, when created, priority and share (weight), done, failed,
+    cancelled, pending, cost.
 
     \b
     Example:
@@ -418,13 +421,15 @@ def jobs(limit: int, as_json: bool) -> None:
     if not views:
         stderr.print("No jobs yet.")
         return
-    table = Table("job", "state", "created", "priority", "done", "failed", "cost $")
+    table = Table("job", "state", "created", "priority", "share", "done", "failed", "cancelled",
+                  "pending", "cost $", box=box.SIMPLE_HEAD, pad_edge=False)  # fmt: skip
     for v in views:
         created = time.strftime("%m-%d %H:%M", time.localtime(v["created_at"]))
-        done = f"{v['done']}/{v['total']}"
-        cost = f"{v['cost_usd']:.4f}"
-        failed = str(v["failed"])
-        table.add_row(v["job_id"][:12], v["state"], created, v["priority"], done, failed, cost)
+        cancelled = v["failed_by_kind"].get(ErrorKind.CANCELLED.value, 0)
+        pending = max(0, v["total"] - v["done"])
+        table.add_row(v["job_id"][:12], v["state"], created, v["priority"], f"{v['weight']:g}",
+                      f"{v['done']}/{v['total']}", str(v["failed"]), str(cancelled),
+                      str(pending), f"{v['cost_usd']:.4f}")  # fmt: skip
     Console().print(table)
 
 

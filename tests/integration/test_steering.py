@@ -209,6 +209,13 @@ def test_jobs_lists_recent_jobs_and_forget_refuses_a_running_one(cluster):
     listed = {j["job_id"]: j for j in json.loads(_cli("jobs", "--json").stdout)}
     assert listed[finished.id]["state"] == "finished" and listed[finished.id]["done"] == 1
     assert listed[running.id]["state"] == "running" and listed[running.id]["done"] == 0
+    wide = {**os.environ, "COLUMNS": "200"}
+    table = subprocess.run([sys.executable, "-m", "gemini_tasks", "jobs"], capture_output=True,
+                           text=True, timeout=60, env=wide).stdout  # fmt: skip
+    rows = [line.split() for line in table.splitlines() if line.strip().startswith(running.id[:12])]
+    assert len(rows) == 1, table
+    [row] = rows
+    assert row[2:] == [*row[2:4], "normal", "1", "0/5", "0", "0", "5", "0.0000"], table
     with pytest.raises(JobRunning):
         running.forget()
     done = _cli("forget", running.id)
