@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gemini_tasks.emulator.files import PROJECT_STORAGE_BYTES
 from gemini_tasks.emulator.payloads import REVOCATIONS
 from gemini_tasks.emulator.rules import Rule, parse_rule
 from gemini_tasks.limits import Limits, LimitTable
@@ -34,6 +35,8 @@ class EmulatorConfig:
     request_limit_bytes: int = 20 * 1024 * 1024
     file_ttl_seconds: float = 48 * 3600
     video_processing_seconds: float = 1.0
+    # The Files API's storage per project (ai.google.dev/gemini-api/docs/files): 20 GB.
+    storage_bytes: int = PROJECT_STORAGE_BYTES
 
 
 def _limits(raw: dict[str, Any]) -> Limits:
@@ -67,7 +70,7 @@ def limit_table(update: dict[str, Any], current: LimitTable) -> LimitTable:
 
 _SCALARS = {
     "latency": float, "latency_jitter": float, "thoughts_tokens": int,
-    "request_limit_bytes": int, "video_processing_seconds": float,
+    "request_limit_bytes": int, "video_processing_seconds": float, "storage_bytes": int,
 }  # fmt: skip
 
 

@@ -80,10 +80,10 @@ class PendingUpload:
 class FileStore:
     """Files by id; each belongs to the project whose key uploaded it."""
 
-    def __init__(self, ttl: float, video_processing_seconds: float):
+    def __init__(self, ttl: float, video_processing_seconds: float, storage_limit: int):
         self.ttl = ttl
         self.video_processing_seconds = video_processing_seconds
-        self.storage_limit = PROJECT_STORAGE_BYTES
+        self.storage_limit = storage_limit
         self.files: dict[str, StoredFile] = {}
         self.pending: dict[str, PendingUpload] = {}
 

@@ -64,7 +64,9 @@ class Emulator:
         self.quotas = QuotaBook(config.limits)
         self.stats = Stats()
         self.random = random.Random(config.seed)
-        self.files = FileStore(config.file_ttl_seconds, config.video_processing_seconds)
+        self.files = FileStore(
+            config.file_ttl_seconds, config.video_processing_seconds, config.storage_bytes
+        )
         self.attempts: dict[str, int] = {}
         self.rules_since = time.time()
         self.release = asyncio.Event()
@@ -362,6 +364,8 @@ class Emulator:
             self.rules_since = time.time()
         if "video_processing_seconds" in update:
             self.files.video_processing_seconds = self.config.video_processing_seconds
+        if "storage_bytes" in update:
+            self.files.storage_limit = self.config.storage_bytes
         return web.json_response(
             {
                 "rules": len(self.config.rules),

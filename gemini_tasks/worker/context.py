@@ -85,6 +85,13 @@ class WorkerContext:
             self._controls[job_id] = (now, state, budget)
         return state, budget
 
+    def job_running(self, job_id: str) -> bool:
+        """Whether the job still has prompts to run (so its media may yet be needed)."""
+        info = self.queue.info(job_id)
+        if info is None or info.state is JobState.CANCELLED:
+            return False
+        return info.state is JobState.SUBMITTING or self.outcomes.counts(job_id).done < info.total
+
     def started(self) -> None:
         with self._lock:
             self.busy += 1

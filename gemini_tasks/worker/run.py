@@ -264,7 +264,7 @@ class PromptRun:
             client = client_for(
                 lease.key, self.settings.gemini_base_url, self.settings.request_timeout
             )
-            freed = self.ctx.uploads.free_storage(client, lease.key.project)
+            freed = self.ctx.uploads.free_storage(client, lease.key.project, self.ctx.job_running)
             log.warning("project %s's file storage is full: deleted %d unneeded uploads",
                         lease.key.project, freed)  # fmt: skip
         elif decision.action is Action.BACKOFF:

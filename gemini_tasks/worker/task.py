@@ -43,10 +43,15 @@ STORE_PAUSE_MAX = 10.0  # seconds between tries to record a result Redis refused
 
 
 class PromptFailed(GeminiTasksError):
-    """The prompt ended with an error (stored in its result): the task's state in Flower."""
+    """The prompt ended with an error (stored in its result): the task's state in Flower.
 
-    def __init__(self, kind: ErrorKind, message: str):
-        super().__init__(f"{kind.value}: {message}")
+    Its one argument is "<error kind>: <message>", so Celery can rebuild it from its args (an
+    exception it cannot rebuild becomes another class, which Celery then logs as unexpected,
+    with a traceback, for every failed prompt)."""
+
+    @classmethod
+    def of(cls, kind: ErrorKind, message: str) -> PromptFailed:
+        return cls(f"{kind.value}: {message}")
 
 
 _threads: list[Feeder | Heartbeat] = []
@@ -95,7 +100,7 @@ def _ended(ctx: WorkerContext, job_id: str, result: Result) -> Any:
             time.sleep(pause)
             pause = min(pause * 2, STORE_PAUSE_MAX)
     if result.error_kind is not None:
-        raise PromptFailed(result.error_kind, result.error or "")
+        raise PromptFailed.of(result.error_kind, result.error or "")
     return None
 
 

@@ -13,7 +13,7 @@ import io
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import redis
 from google import genai
@@ -21,7 +21,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from gemini_tasks.connections import text
-from gemini_tasks.errors import TransientError
+from gemini_tasks.errors import InvalidRequest, TransientError
 from gemini_tasks.keyspace import Keyspace
 from gemini_tasks.media.refs import MediaRef
 from gemini_tasks.media.store import MediaStore
@@ -124,8 +124,11 @@ class Uploads:
             delay = min(delay * 2, 5.0)
             file = client.files.get(name=file.name or "")
         if file.state == types.FileState.FAILED:
-            raise TransientError(
-                f"Gemini failed to process uploaded file {file.name}: {file.error}"
+            # The media's own fault (a corrupt or unsupported file): it fails the same way
+            # however often it is uploaded.
+            message = file.error.message if file.error else "no reason given"
+            raise InvalidRequest(
+                f"Gemini could not process the uploaded media ({file.name}): {message}"
             )
         return file
 
@@ -141,13 +144,16 @@ class Uploads:
             if cached and json.loads(cached)["uri"] in failed_uris:
                 self.redis.delete(cache_key)
 
-    def free_storage(self, client: genai.Client, project: str) -> int:
-        """Delete the project's uploaded files that no job holds any more (their jobs were
-        forgotten or expired); returns how many went."""
+    def free_storage(
+        self, client: genai.Client, project: str, running: Callable[[str], bool]
+    ) -> int:
+        """Delete the project's uploaded files that no running job needs (`running(job id)`
+        says whether a job still has prompts to run); returns how many went."""
         freed = 0
         for raw in self.redis.smembers(self.keys.project_uploads(project)):
             sha256 = text(raw)
-            if self.redis.scard(self.keys.media_jobs(sha256)):
+            holders = self.redis.smembers(self.keys.media_jobs(sha256))
+            if any(running(text(job)) for job in holders):
                 continue
             cached = self.redis.get(self.keys.upload(project, sha256))
             if cached:

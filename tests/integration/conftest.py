@@ -73,6 +73,7 @@ DEFAULTS = {
     "thoughts_tokens": 0,
     "request_limit_bytes": 20 * 1024 * 1024,
     "video_processing_seconds": 0.3,
+    "storage_bytes": 20 * 1024**3,
 }
 
 

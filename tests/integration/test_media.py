@@ -345,3 +345,40 @@ def test_the_emulator_refuses_a_request_over_the_inline_limit(emulator):
         client.models.generate_content(model="gemini-2.5-flash", contents=[part])
     assert info.value.code == 400
     assert "Request payload size exceeds the limit: 100000 bytes." in info.value.message
+
+
+def test_media_gemini_cannot_process_fails_its_prompt_once_and_the_rest_go_on(
+    media_workers, emulator, tmp_path
+):
+    # A file Gemini's processing ends FAILED (a corrupt or unsupported video) fails the same
+    # way on every upload: the prompt's invalid_request, not retries.
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"EMULATED-MEDIA state=FAILED\n" + os.urandom(INLINE_LIMIT * 2))
+    fine = tmp_path / "fine.mp4"
+    fine.write_bytes(os.urandom(INLINE_LIMIT * 2))
+    records = [{"prompt": "broken <video>", "video_path": str(broken)},
+               {"prompt": "fine <video>", "video_path": str(fine)}]  # fmt: skip
+    broken_result, fine_result = submit(records, queue=QUEUE).results(timeout=120)
+
+    assert broken_result.error_kind == "invalid_request" and broken_result.attempts == 1
+    assert "could not process the uploaded media" in broken_result.error
+    assert fine_result.ok, fine_result.error
+
+
+def test_a_project_whose_file_storage_is_full_frees_what_no_job_needs(
+    media_workers, emulator, tmp_path
+):
+    # Room for about one upload per project: the second video's upload is refused with
+    # Gemini's FileStorageBytesPerProject 429 until the first one's file is deleted.
+    emulator.configure(storage_bytes=INLINE_LIMIT * 5)
+    first, second = tmp_path / "first.mp4", tmp_path / "second.mp4"
+    for path in (first, second):
+        path.write_bytes(os.urandom(INLINE_LIMIT * 3))
+    done = list(submit([{"prompt": "one <video>", "video_path": str(first)}] * 4,
+                       queue=QUEUE).results(timeout=120))  # fmt: skip
+    assert all(r.ok for r in done), [r.error for r in done]
+
+    later = list(submit([{"prompt": "two <video>", "video_path": str(second)}] * 4,
+                        queue=QUEUE).results(timeout=120))  # fmt: skip
+    assert all(r.ok for r in later), [r.error for r in later]
+    assert all(f"sha256:{sha16(second.read_bytes())}" in r.response for r in later)
