@@ -87,6 +87,10 @@ def cluster(
             "GEMINI_TASKS_API_KEY_NAMES": ",".join(f"GEMINI_API_KEY_{i + 1}" for i in range(keys)),
             **(env or {}),
         }
+        # The environment is this cluster's until it stops: a setting one run makes must not
+        # leak into the next (the unconfigured quota run would be configured after all).
+        saved = dict(os.environ)
+        stack.callback(lambda: (os.environ.clear(), os.environ.update(saved)))
         os.environ.update(cluster_env)
         runtime.reset()
         running = Cluster(run_dir, redis_url, emulator_url, cluster_env)
