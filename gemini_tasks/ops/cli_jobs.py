@@ -24,7 +24,13 @@ from gemini_tasks.errors import ErrorKind, JobNotFound
 from gemini_tasks.ops.dry_run import DryRun
 from gemini_tasks.ops.dry_run import dry_run as count_dry_run
 from gemini_tasks.ops.local import embedded_cluster
-from gemini_tasks.ops.output import EXIT_INTERRUPTED, EXIT_PROMPTS_FAILED, stderr
+from gemini_tasks.ops.output import (
+    EXIT_INTERRUPTED,
+    EXIT_PROMPTS_FAILED,
+    handle_interrupts,
+    on_interrupt,
+    stderr,
+)
 from gemini_tasks.ops.progress import JobProgress, eta_text, summary, waiting_for
 from gemini_tasks.ops.prompt_files import (
     STDIN,
@@ -232,6 +238,9 @@ def _collect(
     command that goes on after an interrupt (default: `collect`)."""
     failed = 0
     shown: list[Result] = []
+    target = f" -o {output}" if output else ""
+    hint = f"interrupted; collect it with `gemini-tasks {again or f'collect {job.id}'}{target}`"
+    on_interrupt(hint)
     try:
         with ExitStack() as stack:
             out = stack.enter_context(output.open("w", encoding="utf-8")) if output else None
@@ -245,10 +254,7 @@ def _collect(
                 if out is None:
                     shown.append(result)
     except KeyboardInterrupt:
-        target = f" -o {output}" if output else ""
-        again = again or f"collect {job.id}"
-        stderr.print(f"interrupted; collect it with `gemini-tasks {again}{target}`",
-                     highlight=False)  # fmt: skip
+        stderr.print(hint, highlight=False)
         sys.exit(EXIT_INTERRUPTED)
     if shown:
         _print_table(shown)
@@ -277,6 +283,7 @@ def collect(job_id: str, output: Path | None, timeout: float | None, as_complete
     Example:
       gemini-tasks collect 3f2c...e1 -o results.jsonl --timeout 3600
     """
+    handle_interrupts()
     sys.exit(_collect(Job.restore(job_id), output, timeout, as_completed))
 
 
@@ -285,6 +292,7 @@ def _cluster_for_run(workers: int, concurrency: int | None) -> Iterator[None]:
     """Local mode: with no REDIS_URL, an embedded Redis and local workers for this run."""
     settings = runtime.current().settings
     if settings.redis_url_configured:
+        handle_interrupts()  # nothing of its own to stop
         yield
         return
     with embedded_cluster(

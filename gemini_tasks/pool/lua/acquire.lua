@@ -57,17 +57,19 @@ local function grant(ready, key, project, limit)
   -- Used last: every other usable key comes before it.
   redis.call('ZADD', ready, now + cooldown, key)
   local second = math.floor(now)
-  if limit[1] > 0 then
-    local rpm_key = K.rpm(project, model)
-    redis.call('ZADD', rpm_key, now, lease_id)
-    redis.call('EXPIRE', rpm_key, math.ceil(window * 2))
-    if redis.call('ZCARD', rpm_key) >= limit[1] then
-      -- The project's minute is full: none of its keys is usable until its oldest call
-      -- leaves the window.
-      local count = redis.call('ZCARD', rpm_key)
-      local oldest = redis.call('ZRANGE', rpm_key, count - limit[1], count - limit[1], 'WITHSCORES')
-      hold_project(project, model, tonumber(oldest[2]) + window)
-    end
+  -- Every call takes its place in the project's minute, limit known or not: a limit learned
+  -- later from a 429 then paces from the calls already made, not from an empty minute.
+  local rpm_key = K.rpm(project, model)
+  redis.call('ZADD', rpm_key, now, lease_id)
+  redis.call('EXPIRE', rpm_key, math.ceil(window * 2))
+  if limit[1] == 0 then
+    redis.call('ZREMRANGEBYSCORE', rpm_key, '-inf', now - window)
+  elseif redis.call('ZCARD', rpm_key) >= limit[1] then
+    -- The project's minute is full: none of its keys is usable until its oldest call
+    -- leaves the window.
+    local count = redis.call('ZCARD', rpm_key)
+    local oldest = redis.call('ZRANGE', rpm_key, count - limit[1], count - limit[1], 'WITHSCORES')
+    hold_project(project, model, tonumber(oldest[2]) + window)
   end
   if limit[2] > 0 then
     redis.call('HINCRBY', K.tpm(project, model), second, tokens)

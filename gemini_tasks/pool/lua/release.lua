@@ -127,6 +127,9 @@ end
 
 local function quota_exceeded()
   redis.call('HINCRBY', key_state, 'quota_errors', 1)
+  -- A refused request is not counted in the project's minute (the emulator's quotas.py
+  -- admits or refuses, and counts only what it admits): it leaves the pool's too.
+  redis.call('ZREM', K.rpm(project, model), lease_id)
   learn()
   local state = redis.call('HMGET', project_state, 'exhausted_at', 'exhausted_until')
   local count
