@@ -13,8 +13,8 @@ STUCK = textwrap.dedent(
     on_interrupt("interrupted; collect it with `gemini-tasks collect JOB`")
     lock = threading.Lock()
     lock.acquire()  # as if the interrupt had landed inside a `with lock:` of another thread
-    print("ready", flush=True)
     try:
+        print("ready", flush=True)  # inside the try: the interrupt may come at once
         time.sleep(60)
     except KeyboardInterrupt:
         lock.acquire()  # the clean-up waits on the lock for ever
