@@ -4,6 +4,7 @@ import json
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -115,6 +116,20 @@ def prove_keys(queue: str | None = None, rt: runtime.Runtime | None = None) -> N
 
     [result] = submit([{"prompt": "warm up"}], queue=queue, rt=rt).results(timeout=60)
     assert result.ok, result.error
+
+
+@contextmanager
+def own_worker(env: dict, name: str, threads: int, run_dir: Path) -> Iterator[runtime.Runtime]:
+    """One worker process of a test module's own (its queue and key prefix in `env`), its
+    keys proven; yields the producer's runtime for it, and stops it after. Its log is
+    `run_dir / f"{name}.log"`."""
+    process = local.start_worker(env, name, threads, run_dir / f"{name}.log", cwd=run_dir)
+    try:
+        rt = runtime_for(env)
+        prove_keys(env["GEMINI_TASKS_QUEUE"], rt)
+        yield rt
+    finally:
+        local.stop_process(process)
 
 
 @pytest.fixture(scope="session")

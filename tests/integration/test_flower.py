@@ -14,7 +14,7 @@ import pytest
 from gemini_tasks.ops import local
 from gemini_tasks.producer import submit
 from tests.conftest import FAKE_KEY, OTHER_PROJECT_KEY, TEST_ENV
-from tests.integration.conftest import prove_keys, runtime_for
+from tests.integration.conftest import own_worker
 
 pytestmark = pytest.mark.integration
 
@@ -90,14 +90,8 @@ WAIT_ENV = {
 
 @pytest.fixture(scope="module")
 def waiting_worker(redis_url, emulator_process, run_dir):
-    log = run_dir / "flower-wait.log"
-    process = local.start_worker(WAIT_ENV, "flowerwait", 6, log, cwd=run_dir)
-    try:
-        rt = runtime_for(WAIT_ENV)
-        prove_keys(WAIT_QUEUE, rt)
-        yield rt, log
-    finally:
-        local.stop_process(process)
+    with own_worker(WAIT_ENV, "flowerwait", 6, run_dir) as rt:
+        yield rt, run_dir / "flowerwait.log"
 
 
 def _worker_counts(flower: str, ready) -> dict:

@@ -14,11 +14,10 @@ import pytest
 
 from gemini_tasks.errors import ErrorKind
 from gemini_tasks.keys import key_id
-from gemini_tasks.ops import local
 from gemini_tasks.pool import KeyPool, PoolConfig
 from gemini_tasks.producer import submit
 from tests.conftest import FAKE_KEY, OTHER_PROJECT_KEY, TEST_ENV
-from tests.integration.conftest import prove_keys, runtime_for
+from tests.integration.conftest import own_worker, prove_keys
 
 pytestmark = pytest.mark.integration
 
@@ -35,13 +34,8 @@ A, B = key_id(FAKE_KEY), key_id(OTHER_PROJECT_KEY)
 
 @pytest.fixture(scope="module")
 def behaving(redis_url, emulator_process, run_dir):
-    process = local.start_worker(ENV, "behave", THREADS, run_dir / "behave.log", cwd=run_dir)
-    try:
-        rt = runtime_for(ENV)
-        prove_keys(QUEUE, rt)
+    with own_worker(ENV, "behave", THREADS, run_dir) as rt:
         yield rt
-    finally:
-        local.stop_process(process)
 
 
 @pytest.fixture

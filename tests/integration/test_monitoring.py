@@ -20,7 +20,7 @@ import pytest
 from gemini_tasks.ops import local
 from gemini_tasks.producer import JobOptions, submit
 from tests.conftest import TEST_ENV
-from tests.integration.conftest import prove_keys, runtime_for
+from tests.integration.conftest import own_worker
 
 pytestmark = pytest.mark.integration
 
@@ -180,13 +180,8 @@ WATCH_ENV = {**TEST_ENV, "GEMINI_TASKS_QUEUE": "watch", "GEMINI_TASKS_KEY_PREFIX
 
 @pytest.fixture(scope="module")
 def watched_worker(redis_url, emulator_process, run_dir):
-    process = local.start_worker(WATCH_ENV, "watch", 10, run_dir / "watch.log", cwd=run_dir)
-    try:
-        rt = runtime_for(WATCH_ENV)
-        prove_keys("watch", rt)
+    with own_worker(WATCH_ENV, "watch", 10, run_dir) as rt:
         yield rt
-    finally:
-        local.stop_process(process)
 
 
 def _drain(stream, into: bytearray) -> None:

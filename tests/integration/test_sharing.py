@@ -9,10 +9,9 @@ import time
 
 import pytest
 
-from gemini_tasks.ops import local
 from gemini_tasks.producer import JobOptions, Priority, submit
 from tests.conftest import TEST_ENV
-from tests.integration.conftest import prove_keys, runtime_for
+from tests.integration.conftest import own_worker
 
 pytestmark = pytest.mark.integration
 
@@ -29,13 +28,8 @@ ENV = {
 
 @pytest.fixture(scope="module")
 def sharing(redis_url, emulator_process, run_dir):
-    process = local.start_worker(ENV, "share", THREADS, run_dir / "share.log", cwd=run_dir)
-    try:
-        rt = runtime_for(ENV)
-        prove_keys(QUEUE, rt)
+    with own_worker(ENV, "share", THREADS, run_dir) as rt:
         yield rt
-    finally:
-        local.stop_process(process)
 
 
 @pytest.fixture
