@@ -16,7 +16,7 @@ import json
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 from celery import Task
 from celery.exceptions import Ignore
@@ -128,7 +128,7 @@ def _run(ctx: WorkerContext, task: Task[Any, Any], record: Any, index: int, carr
     return _ended(ctx, job_id, result)
 
 
-def _park(task: Task[Any, Any], job_id: str, index: int, wait: Park, why: str) -> None:
+def _park(task: Task[Any, Any], job_id: str, index: int, wait: Park, why: str) -> NoReturn:
     """Put the prompt back in its job's queue in Redis and end this run of it."""
     ctx = context.current()
     blocked_until = time.time() + wait.seconds if wait.seconds else 0
