@@ -57,6 +57,11 @@ the same patterns as the methods below, and tests check that both agree.
     {p}:job:<job>:failed:<kind>     set    indexes that failed with that kind (for retry)
     {p}:job:<job>:metrics           hash   for Prometheus, only ever added to: p:<model>:<outcome>,
                                            prompt:<le>, prompt_sum, api:<le>, api_sum
+    {p}:answer:<request>            string a --dedupe job's answer to a request (its digest:
+                                           model, contents with media by hash, config), for
+                                           identical requests of any --dedupe job
+    {p}:answer:<request>:claim      string the task id of the prompt making that request now
+    {p}:job:<job>:answers           set    requests whose answers the job's calls stored
 
   Media and uploads, under REDIS_URL:
 
@@ -68,6 +73,9 @@ the same patterns as the methods below, and tests check that both agree.
     {p}:upload:<project>:<sha>      string {"name", "uri"} of the media's file in that project
     {p}:upload:<project>:<sha>:lock string the lock held while one worker uploads it
     {p}:uploads:<project>           set    content hashes uploaded in that project
+    {p}:tokens:<media>              string Gemini's token count of one media part (its
+                                           content, video metadata and resolution hashed),
+                                           or "counting" while a worker asks countTokens
 
 Celery and kombu own the rest, in their own layout: `celery-task-meta-<task id>` (one
 result each, in the result backend), and in the broker the queue lists (`gemini_tasks`),
@@ -200,6 +208,15 @@ class Keyspace:
     def job_metrics(self, job_id: str) -> str:
         return f"{self.tag}:job:{job_id}:metrics"
 
+    def answer(self, digest: str) -> str:
+        return f"{self.tag}:answer:{digest}"
+
+    def claim(self, digest: str) -> str:
+        return f"{self.answer(digest)}:claim"
+
+    def job_answers(self, job_id: str) -> str:
+        return f"{self.tag}:job:{job_id}:answers"
+
     # -- media holds ----------------------------------------------------------------------
     def job_media(self, job_id: str) -> str:
         return f"{self.tag}:job:{job_id}:media"
@@ -225,3 +242,6 @@ class Keyspace:
 
     def project_uploads(self, project: str) -> str:
         return f"{self.tag}:uploads:{project}"
+
+    def media_tokens(self, identity: str) -> str:
+        return f"{self.tag}:tokens:{identity}"

@@ -21,6 +21,11 @@ def metadata_of(raw_record: Any) -> dict[str, Any]:
     return cleaned
 
 
+# The fields of a result that answer its request, whichever prompt made it.
+ANSWER_FIELDS = ("response", "parsed", "model", "model_version", "finish_reason", "truncated",
+                 "usage", "key_id")  # fmt: skip
+
+
 @dataclass
 class Result:
     """What became of one prompt; `error` is None exactly when the prompt succeeded."""
@@ -47,6 +52,9 @@ class Result:
     settled: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     task_id: str | None = None
+    # The task id of the prompt whose call answered this identical request (`--dedupe`):
+    # this prompt made no call of its own.
+    reused_from: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -54,6 +62,20 @@ class Result:
 
     def fail(self, kind: ErrorKind, message: str) -> None:
         self.error, self.error_kind = message, kind
+
+    def answer(self) -> dict[str, Any]:
+        """What an identical request may reuse of this result: the answer, not the prompt's
+        own metadata, index or cost."""
+        answer = {name: getattr(self, name) for name in ANSWER_FIELDS}
+        answer["reused_from"] = self.reused_from or self.task_id
+        return answer
+
+    def reuse(self, answer: dict[str, Any]) -> None:
+        """Take `answer` (another result's `answer()`) as this prompt's, without a call."""
+        for name in (*ANSWER_FIELDS, "reused_from"):
+            if name in answer:
+                setattr(self, name, answer[name])
+        self.error = self.error_kind = None
 
     def as_tuple(self) -> tuple[dict[str, Any], str | None, str | None]:
         """The seed library's `(metadata, response, error)` form."""

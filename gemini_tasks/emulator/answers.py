@@ -48,8 +48,11 @@ def describe_part(part: Body, files: FileLookup) -> tuple[str, int]:
     return f"[{sorted(part)[0] if part else 'empty'} part]", 1
 
 
-def prompt_tokens(contents: list[Body], files: FileLookup) -> int:
-    return sum(describe_part(p, files)[1] for c in contents for p in c.get("parts", []))
+def prompt_tokens(contents: list[Body], files: FileLookup, system: str = "") -> int:
+    """Input tokens of a request: its parts and its system instruction, which Gemini counts
+    as input too (ai.google.dev/gemini-api/docs/tokens)."""
+    parts = sum(describe_part(p, files)[1] for c in contents for p in c.get("parts", []))
+    return parts + (text_tokens(system) if system else 0)
 
 
 def usage(prompt: int, output: int, thoughts: int = 0) -> Body:
@@ -90,7 +93,8 @@ def echo(
     stray fragment that Gemini sometimes sends despite `application/json` (MemberJunction/MJ#3065).
     """
     described = [describe_part(p, files) for c in contents for p in c.get("parts", [])]
-    prompt = sum(tokens for _, tokens in described)
+    # The system instruction counts as input (ai.google.dev/gemini-api/docs/tokens).
+    prompt = sum(tokens for _, tokens in described) + (text_tokens(system) if system else 0)
     text = "echo: " + " | ".join(desc for desc, _ in described)
     if system:
         text += f" [system: {system}]"

@@ -154,7 +154,9 @@ class Emulator:
             if method == "countTokens":
                 contents = validate_contents(body.get("generateContentRequest", body))
                 tokens = answers.prompt_tokens(contents, self._file_data)
-                stats.record("ok", key, project, model, None, started)
+                # Its own outcome: countTokens is free and spends no generation quota
+                # (ai.google.dev/api/tokens), so it is no generation call in the figures.
+                stats.record("count", key, project, model, None, started)
                 return web.json_response({"totalTokens": tokens})
             call, contents, config = self._prepare(body, model, project, key)
             response = await self._generate(call, contents, config, body)
@@ -196,7 +198,9 @@ class Emulator:
     async def _generate(
         self, call: Call, contents: list[Body], config: Body, body: Body
     ) -> tuple[web.StreamResponse, str]:
-        tokens = answers.prompt_tokens(contents, self._file_data)
+        parts = (body.get("systemInstruction") or {}).get("parts", [])
+        system = " ".join(str(p.get("text", "")) for p in parts)
+        tokens = answers.prompt_tokens(contents, self._file_data, system)
         violations = self.quotas.admit(call.project, call.model, tokens, time.time())
         if violations:
             raise Rejected(429, payloads.quota_exceeded(violations), "429")
@@ -207,8 +211,6 @@ class Emulator:
             raise Rejected(504, payloads.deadline_exceeded(), "hang")
         if rule is not None and rule.answer != "malformed_json":
             return self._answer_rule(rule, call, tokens, response_id)
-        parts = (body.get("systemInstruction") or {}).get("parts", [])
-        system = " ".join(str(p.get("text", "")) for p in parts)
         malformed = rule is not None and rule.answer == "malformed_json"
         answer = answers.echo(call.model, contents, config, response_id, self._file_data,
                               self.config.thoughts_tokens, system, malformed)  # fmt: skip

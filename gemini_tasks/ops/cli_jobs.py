@@ -117,6 +117,9 @@ def job_options(command: F) -> F:
                          help="At most this many of its prompts started a minute (0: no cap)."),
             click.option("--budget", type=click.FloatRange(min=0), default=0.0,
                          help="Stop sending once its cost reaches this many USD (0: none)."),
+            click.option("--dedupe", is_flag=True,
+                         help="Send identical requests once, and reuse the answers of "
+                              "earlier --dedupe jobs (sampling makes copies differ: opt in)."),
             click.option("--resume", "resume", default=None, metavar="JOB_ID",
                          help="Finish an interrupted submit of this job, from where it stopped."),
         ]
@@ -126,8 +129,8 @@ def job_options(command: F) -> F:
 
 
 def _options(queue: str | None, priority: str, weight: float, max_concurrency: int,
-             max_rpm: int, budget: float) -> JobOptions:  # fmt: skip
-    return JobOptions(queue, Priority(priority), weight, max_concurrency, max_rpm, budget)
+             max_rpm: int, budget: float, dedupe: bool) -> JobOptions:  # fmt: skip
+    return JobOptions(queue, Priority(priority), weight, max_concurrency, max_rpm, budget, dedupe)
 
 
 def _submit_file(
@@ -364,6 +367,7 @@ def _status_json(status: JobStatus) -> dict[str, Any]:
         "waiting": status.waiting,
         "in_flight": status.in_flight,
         "rate_limited": counts.rate_limited,
+        "reused": counts.reused,
         "tokens": {"input": counts.prompt_tokens, "output": counts.output_tokens,
                    "thinking": counts.thought_tokens, "cached": counts.cached_tokens},
         "cost_usd": round(counts.cost, 6),

@@ -124,6 +124,8 @@ def summary(job: Job, output: str | None = None) -> str:
         kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.by_kind.items()))
         lines.append(f"failures: {kinds}")
     lines.append(f"calls answered 429: {counts.rate_limited}")
+    if counts.reused:
+        lines.append(f"answered by an identical request (--dedupe, no call): {counts.reused}")
     lines.append(
         f"tokens: {counts.prompt_tokens} in, {counts.output_tokens} out, "
         f"{counts.thought_tokens} thinking"

@@ -49,6 +49,8 @@ class JobOptions:
     max_concurrency: int = 0  # at most this many of its prompts running at once (0: no cap)
     max_rpm: int = 0  # at most this many of its prompts started a minute (0: no cap)
     budget: float = 0.0  # stop sending once its cost reaches this many USD (0: none)
+    # Identical requests are sent once, and answers of earlier --dedupe jobs are reused.
+    dedupe: bool = False
 
     def fields(self) -> dict[str, str | int | float]:
         return {
@@ -56,6 +58,7 @@ class JobOptions:
             "weight": self.weight,
             "max_concurrency": self.max_concurrency,
             "max_rpm": self.max_rpm,
+            "dedupe": int(self.dedupe),
         }
 
 

@@ -13,11 +13,15 @@ The queue side runs on the broker's Redis, the outcome side on the result backen
 import only the bottom layer.
 """
 
+from gemini_tasks.scheduler.answers import Answers, Claimed, request_digest
 from gemini_tasks.scheduler.liveness import Liveness
 from gemini_tasks.scheduler.outcomes import Counts, JobMetrics, Outcomes
-from gemini_tasks.scheduler.queue import Fed, JobInfo, JobQueue, JobState, Priority
+from gemini_tasks.scheduler.queue import Control, Fed, JobInfo, JobQueue, JobState, Priority
 
 __all__ = [
+    "Answers",
+    "Claimed",
+    "Control",
     "Counts",
     "Fed",
     "JobInfo",
@@ -27,4 +31,5 @@ __all__ = [
     "Liveness",
     "Outcomes",
     "Priority",
+    "request_digest",
 ]

@@ -84,6 +84,7 @@ class Counts:
     thought_tokens: int = 0
     cached_tokens: int = 0
     rate_limited: int = 0  # calls answered 429
+    reused: int = 0  # prompts answered by an identical request's call (--dedupe)
     cost: float = 0.0
     budget: float = 0.0  # 0: none
     reserved: float = 0.0
@@ -106,6 +107,7 @@ class Counts:
             thought_tokens=integer("thought_tokens"),
             cached_tokens=integer("cached_tokens"),
             rate_limited=integer("rate_limited"),
+            reused=integer("reused"),
             cost=float(raw.get("cost", 0)),
             budget=float(raw.get("budget", 0)),
             reserved=float(raw.get("reserved", 0)),
@@ -143,7 +145,7 @@ class Outcomes:
         """Record `result` as its prompt's, unless the prompt has one; True if recorded.
         Its cost counts now, but for the part already settled call by call."""
         task_id = f"{job_id}-{result.index}"
-        usage = result.usage or {}
+        usage = {} if result.reused_from else result.usage or {}  # no call: nothing used
         timings = result.timings
         took = max(0.0, timings.get("finished_at", 0.0) - timings.get("started_at", 0.0))
         in_calls = timings.get("api_seconds", 0.0)
@@ -160,6 +162,7 @@ class Outcomes:
                 result.rate_limited,
                 repr(result.cost - result.settled),
                 result.model or "", bucket(took), repr(took), bucket(in_calls), repr(in_calls),
+                int(result.reused_from is not None),
             ],
         )  # fmt: skip
         return bool(recorded)
@@ -249,8 +252,11 @@ class Outcomes:
 
     def delete(self, job_id: str, total: int) -> None:
         keys = self.keys
-        names = [keys.job_counts(job_id), keys.job_events(job_id), keys.job_metrics(job_id)]
+        names = [keys.job_counts(job_id), keys.job_events(job_id), keys.job_metrics(job_id),
+                 keys.job_answers(job_id)]  # fmt: skip
         names += [keys.job_failed(job_id, kind.value) for kind in ErrorKind]
+        answered = self.redis.smembers(keys.job_answers(job_id))
+        names += [keys.answer(text(digest)) for digest in answered]
         pipe = self.redis.pipeline(transaction=False)
         pipe.delete(*names)
         for start in range(0, total, 1000):

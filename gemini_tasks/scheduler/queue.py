@@ -78,6 +78,15 @@ class JobInfo:
 
 
 @dataclass(frozen=True)
+class Control:
+    """A job as a worker running its prompts needs to know it."""
+
+    state: JobState | None  # None: the job is gone (forgotten)
+    budgeted: bool = False  # each call reserves its cost from the job's budget
+    dedupe: bool = False  # identical requests are sent once
+
+
+@dataclass(frozen=True)
 class Fed:
     """One prompt a worker took from a job's queue, to publish to the broker."""
 
@@ -108,11 +117,15 @@ class JobQueue:
         pipe.set(self.keys.submitter(job_id), "1", ex=SUBMITTER_TTL)
         pipe.execute()
 
-    def control(self, job_id: str) -> tuple[JobState | None, bool]:
-        """The job's state, and whether it has a budget (each call then reserves its cost)."""
-        state, budget = self.redis.hmget(self.keys.job(job_id), ["state", "budget"])
-        has_budget = budget is not None and float(text(budget)) > 0
-        return (None if state is None else JobState(text(state))), has_budget
+    def control(self, job_id: str) -> Control:
+        """What a worker needs to know of a job while it runs its prompts."""
+        state, budget, dedupe = self.redis.hmget(self.keys.job(job_id), ["state", "budget",
+                                                                         "dedupe"])  # fmt: skip
+        return Control(
+            state=None if state is None else JobState(text(state)),
+            budgeted=budget is not None and float(text(budget)) > 0,
+            dedupe=dedupe is not None and text(dedupe) == "1",
+        )
 
     def info(self, job_id: str) -> JobInfo | None:
         raw = self.redis.hgetall(self.keys.job(job_id))

@@ -20,7 +20,8 @@ from gemini_tasks.errors import GeminiTasksError
 from gemini_tasks.keys import load_keys
 from gemini_tasks.media.store import open_store
 from gemini_tasks.pool import KeyPool, PoolConfig
-from gemini_tasks.scheduler import JobQueue, JobState, Liveness, Outcomes
+from gemini_tasks.scheduler import Answers, Control, JobQueue, JobState, Liveness, Outcomes
+from gemini_tasks.worker.counting import TokenCounter
 from gemini_tasks.worker.decide import RetryPolicy
 from gemini_tasks.worker.uploads import Uploads
 
@@ -63,27 +64,29 @@ class WorkerContext:
     runtime: runtime.Runtime
     pool: KeyPool
     uploads: Uploads
+    counter: TokenCounter
     policy: RetryPolicy
     threads: int  # calls this process may have in flight: each key's HTTP pool is sized to it
     worker_id: str
     queue: JobQueue
     outcomes: Outcomes
+    answers: Answers
     liveness: Liveness
     fence: Fence
     busy: int = 0  # threads running a prompt now
     wake: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _controls: dict[str, tuple[float, JobState | None, bool]] = field(default_factory=dict)
+    _controls: dict[str, tuple[float, Control]] = field(default_factory=dict)
 
-    def job_control(self, job_id: str) -> tuple[JobState | None, bool]:
-        """The job's state and whether it has a budget, read at most once a second per job:
-        a cancel or a pause reaches every thread of this worker within about a second."""
+    def job_control(self, job_id: str) -> Control:
+        """The job's state and options, read at most once a second per job: a cancel or a
+        pause reaches every thread of this worker within about a second."""
         now = time.monotonic()
-        read_at, state, budget = self._controls.get(job_id, (0.0, None, False))
+        read_at, control = self._controls.get(job_id, (0.0, Control(None)))
         if now - read_at > STATE_EVERY:
-            state, budget = self.queue.control(job_id)
-            self._controls[job_id] = (now, state, budget)
-        return state, budget
+            control = self.queue.control(job_id)
+            self._controls[job_id] = (now, control)
+        return control
 
     def job_running(self, job_id: str) -> bool:
         """Whether the job still has prompts to run (so its media may yet be needed)."""
@@ -120,11 +123,16 @@ def _build(threads: int | None) -> WorkerContext:
         runtime=rt,
         pool=pool,
         uploads=uploads,
+        counter=TokenCounter(rt.redis, rt.keys, settings.result_expires),
         policy=RetryPolicy.from_settings(settings),
         threads=threads or settings.concurrency,
         worker_id=worker_id,
         queue=JobQueue(rt.broker, rt.keys, settings.result_expires),
         outcomes=Outcomes(rt.results, rt.keys, settings.result_expires),
+        # A claim outlives its prompt's longest run, so only a vanished holder lets it lapse.
+        answers=Answers(
+            rt.results, rt.keys, settings.result_expires, int(settings.task_time_limit) + 60
+        ),
         liveness=Liveness(rt.broker, rt.keys),
         fence=Fence(settings.worker_dead_after),
     )

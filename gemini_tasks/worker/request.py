@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from google.genai import types
 
-from gemini_tasks import tokens
 from gemini_tasks.media.fields import arrange
 from gemini_tasks.records import StagedRecord
 
@@ -49,11 +48,3 @@ def _parts(record: StagedRecord, media_parts: Sequence[types.Part], label: str) 
     kinds = [m.kind for m in record.media]
     ordered = arrange(record.prompt, list(range(len(kinds))), lambda i: kinds[i], label)
     return [types.Part(text=x) if isinstance(x, str) else media_parts[x] for x in ordered]
-
-
-def estimate_tokens(record: StagedRecord) -> int:
-    """Input tokens a prompt will count against TPM quotas, before Gemini counts them; the
-    pool corrects its estimate with the real count once the call returns."""
-    text = tokens.text_tokens(record.prompt) + tokens.text_tokens(record.system_instruction or "")
-    media = sum(tokens.media_tokens(ref.kind, ref.size) for ref in record.media)
-    return max(1, text + media)

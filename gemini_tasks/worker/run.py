@@ -35,14 +35,15 @@ from gemini_tasks.media.refs import MediaRef
 from gemini_tasks.pool import Lease, NoKeyYet
 from gemini_tasks.records import StagedRecord, parse_staged
 from gemini_tasks.result import Result, metadata_of
-from gemini_tasks.scheduler import JobState
+from gemini_tasks.scheduler import JobState, request_digest
 from gemini_tasks.scheduler.ending import end_unsent
 from gemini_tasks.worker import response as responses
 from gemini_tasks.worker.classify import classify
 from gemini_tasks.worker.clients import client_for
 from gemini_tasks.worker.context import Evicted, WorkerContext
+from gemini_tasks.worker.counting import MediaCounts
 from gemini_tasks.worker.decide import Action, Call, Decision, PromptState, decide
-from gemini_tasks.worker.request import build_request, estimate_tokens
+from gemini_tasks.worker.request import build_request
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +52,19 @@ OUTPUT_ESTIMATE = 2048
 # Longest sleep between two looks at the pool while waiting: a key reset, a quota that
 # returns or a worker with new keys is noticed within this.
 POLL = 2.0
+# An identical request being made by another prompt (`--dedupe`) is waited for in the
+# thread this long, looking every FOLLOW_POLL, then in Redis, FOLLOW_PARK at a time.
+FOLLOW_WAIT, FOLLOW_POLL, FOLLOW_PARK = 5.0, 0.2, 2.0
 
 
 class Park(Exception):
-    """The prompt must wait longer than a worker thread should, for a key or for its job
-    to resume: it goes back to its job's queue."""
+    """The prompt must wait longer than a worker thread should (for a key, for its job to
+    resume, for an identical request's answer): it goes back to its job's queue."""
 
-    def __init__(self, seconds: float, model: str, carry: dict[str, Any]):
+    def __init__(self, seconds: float, model: str, carry: dict[str, Any], why: str = ""):
         super().__init__(f"waits {seconds:.1f}s more")
         self.seconds, self.model, self.carry = seconds, model, carry
+        self.why = why or (f"waiting {seconds:.0f}s for a key" if seconds else "the job is paused")
 
 
 class _GiveUp(GeminiTasksError):
@@ -78,6 +83,7 @@ class _Media:
     refs: list[MediaRef]
     to_upload: set[int]
     inline: dict[int, bytes]
+    tokens: MediaCounts
 
 
 class PromptRun:
@@ -125,9 +131,10 @@ class PromptRun:
     def run(self) -> Result:
         try:
             record = parse_staged(self.raw_record)
-            media = self._media(record)
-            self._until_done(record, media, record.model or self.settings.model)
-            responses.parse_json(self.result, record.generation_config)
+            model = record.model or self.settings.model
+            digest = self._claim(record, model)
+            if self.result.reused_from is None:
+                self._answer(record, model, digest)
         except InvalidPrompt as exc:
             self.result.fail(ErrorKind.INVALID_PROMPT, f"invalid prompt: {exc}")
         except _GiveUp as exc:
@@ -142,6 +149,47 @@ class PromptRun:
         }
         return self.result
 
+    def _answer(self, record: StagedRecord, model: str, digest: str | None) -> None:
+        """Make the prompt's request; with `digest`, share a good answer under it."""
+        shared = None
+        try:
+            media = self._media(record)
+            try:
+                self._until_done(record, media, model)
+            finally:  # a prompt parked or ended before its call leaves its counts to others
+                self.ctx.counter.unclaim(record, media.tokens)
+            responses.parse_json(self.result, record.generation_config)
+            shared = self.result.answer() if self.result.ok else None
+        finally:  # parked, failed or answered: identical requests no longer wait for this one
+            if digest is not None:
+                self.ctx.answers.share(digest, self._owner, str(self.job_id), shared)
+
+    def _claim(self, record: StagedRecord, model: str) -> str | None:
+        """In a `--dedupe` job: the request's digest if this prompt is to make the request,
+        or None, with the result filled in, when an identical one was answered. An identical
+        request being made now is waited for briefly here, then in Redis."""
+        if self.job_id is None or not self.ctx.job_control(self.job_id).dedupe:
+            return None
+        request = {k: v for k, v in record.to_json().items() if k != "metadata"}
+        digest = request_digest(model, request)
+        patience = time.monotonic() + FOLLOW_WAIT
+        while True:
+            found = self.ctx.answers.claim(digest, self._owner)
+            if found.answer is not None:
+                self.result.reuse(found.answer)
+                return None
+            if found.lead:
+                return digest
+            self._check_job(model)
+            if time.monotonic() > patience:
+                why = f"waiting for the answer of {found.holder}, an identical request"
+                raise Park(FOLLOW_PARK, model, self.carry(), why)
+            time.sleep(FOLLOW_POLL)
+
+    @property
+    def _owner(self) -> str:
+        return self.result.task_id or f"{self.job_id}-{self.result.index}"
+
     def _media(self, record: StagedRecord) -> _Media:
         uploads = self.ctx.uploads
         refs = list(record.media)
@@ -152,12 +200,13 @@ class PromptRun:
             raise InvalidPrompt(f"media unavailable: {exc}; submit the prompt again") from None
         except ValueError as exc:  # the store refused a reference that is not its own
             raise InvalidPrompt(f"media refused: {exc}") from None
-        return _Media(refs, to_upload, inline)
+        return _Media(refs, to_upload, inline, self.ctx.counter.media(record))
 
     def _until_done(self, record: StagedRecord, media: _Media, model: str) -> None:
-        tokens = estimate_tokens(record)
         self.price = prices.price_of(self.settings.prices, model)
+        self._count_unsent(record, media, model)
         while True:
+            tokens = self.ctx.counter.estimate(model, record, media.tokens)
             self._check_job(model)
             if self.deadline - time.monotonic() <= 0:
                 raise _GiveUp(
@@ -180,6 +229,21 @@ class PromptRun:
             if self._apply(decide(outcome, self.state, self.ctx.policy, call), lease, media, parts):
                 return
 
+    def _count_unsent(self, record: StagedRecord, media: _Media, model: str) -> None:
+        """Count the media this prompt claimed before its first lease, so that even its call
+        is paced by Gemini's count: countTokens spends no generation quota, so any key of the
+        worker will do (if it fails, the call's own key tries again). Parts that go through
+        the Files API are counted once uploaded."""
+        ready = {
+            i: self.ctx.uploads.part(ref, media.inline.get(i), None, "")
+            for i, ref in enumerate(media.refs)
+            if i in media.tokens.mine and i not in media.to_upload
+        }
+        if ready:
+            key = self.ctx.pool.key_list[0]
+            client = client_for(key, self.settings.gemini_base_url, self.settings.request_timeout)
+            self.ctx.counter.count_media(client, model, record, ready, media.tokens, False)
+
     def _call(
         self, lease: Lease, record: StagedRecord, media: _Media, model: str
     ) -> tuple[GeminiCallError | responses.Answer, list[types.Part], bool]:
@@ -201,6 +265,9 @@ class PromptRun:
             timeout = remaining if remaining < self.settings.request_timeout else None
             label = str(self.result.task_id or self.result.index)
             request = build_request(record, model, timeout, parts, label=label)
+            if media.tokens.mine:  # media counted only once uploaded
+                self.ctx.counter.count_media(client, model, record, dict(enumerate(parts)),
+                                             media.tokens)  # fmt: skip
             answer = client.models.generate_content(
                 model=request.model, contents=request.contents, config=request.config
             )
@@ -212,7 +279,9 @@ class PromptRun:
             released = self.ctx.pool.release(lease, error)
             return error, parts, released.outage
         self.api_seconds += time.monotonic() - started
-        self.ctx.pool.release(lease, None, responses.prompt_tokens(answer))
+        counted = responses.prompt_tokens(answer)
+        self.ctx.pool.release(lease, None, counted)
+        self.ctx.counter.observe(model, record, media.tokens, counted)
         kind = responses.read(answer)
         responses.fill(self.result, answer, kind)
         # Gemini bills every answer, with text or without.
@@ -223,7 +292,7 @@ class PromptRun:
     def _reserve(self, record: StagedRecord, model: str, tokens: int) -> float:
         """Set the call's estimated cost aside from the job's budget; 0 if it has none."""
         self.call_cost = 0.0
-        if self.job_id is None or not self.ctx.job_control(self.job_id)[1]:
+        if self.job_id is None or not self.ctx.job_control(self.job_id).budgeted:
             return 0.0
         output = int(record.generation_config.get("max_output_tokens") or OUTPUT_ESTIMATE)
         estimate = prices.estimate(self.price, tokens, output)
@@ -304,7 +373,7 @@ class PromptRun:
         """End the prompt if its job was cancelled; park it if the job is paused."""
         if self.job_id is None:
             return
-        state, _ = self.ctx.job_control(self.job_id)
+        state = self.ctx.job_control(self.job_id).state
         if state is JobState.CANCELLED:
             raise _GiveUp(ErrorKind.CANCELLED, "cancelled: the job was cancelled before this "
                           f"prompt's call; last error: {self.result.error}")  # fmt: skip

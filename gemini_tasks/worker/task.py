@@ -121,21 +121,21 @@ def _run(ctx: WorkerContext, task: Task[Any, Any], record: Any, index: int, carr
         refused = Result(index=index, metadata=metadata_of(record), task_id=task_id)
         refused.fail(ErrorKind.INVALID_PROMPT, f"invalid prompt: {record['refused']}")
         return _ended(ctx, job_id, refused)
-    if ctx.job_control(job_id)[0] is JobState.PAUSED:
-        _park(task, job_id, index, Park(0.0, "", carry or {}), "the job is paused")
+    if ctx.job_control(job_id).state is JobState.PAUSED:
+        _park(task, job_id, index, Park(0.0, "", carry or {}))
     result = PromptRun(ctx, record, index, task_id, carry, job_id).run()
     result.worker = task.request.hostname
     return _ended(ctx, job_id, result)
 
 
-def _park(task: Task[Any, Any], job_id: str, index: int, wait: Park, why: str) -> NoReturn:
+def _park(task: Task[Any, Any], job_id: str, index: int, wait: Park) -> NoReturn:
     """Put the prompt back in its job's queue in Redis and end this run of it."""
     ctx = context.current()
     blocked_until = time.time() + wait.seconds if wait.seconds else 0
     ctx.queue.park(job_id, [index], blocked_until, wait.model, json.dumps(wait.carry))
-    log.info("task %s waits in Redis: %s", task.request.id, why)
+    log.info("task %s waits in Redis: %s", task.request.id, wait.why)
     try:
-        reason = f"{why}, in Redis (not in a worker)"
+        reason = f"{wait.why}, in Redis (not in a worker)"
         task.send_event("task-retried", retry=False, exception=reason)
     except Exception:  # what Flower shows is not worth holding a thread for
         log.info("could not tell Flower that task %s waits", task.request.id)
@@ -158,8 +158,7 @@ def generate(
     try:
         return _run(ctx, self, record, index, carry)
     except Park as wait:
-        why = f"waiting {wait.seconds:.0f}s for a key" if wait.seconds else "the job is paused"
-        _park(self, str(self.request.group), index, wait, why)
+        _park(self, str(self.request.group), index, wait)
     except Evicted:
         # Another worker has this prompt now; this one exits without acknowledging it.
         log.warning("task %s abandoned: this worker was taken for dead", self.request.id)

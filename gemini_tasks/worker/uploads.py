@@ -76,14 +76,20 @@ class Uploads:
         return data
 
     def part(
-        self, ref: MediaRef, inline: bytes | None, client: genai.Client, project: str
+        self, ref: MediaRef, inline: bytes | None, client: genai.Client | None, project: str
     ) -> types.Part:
-        """The part for `ref`: its bytes inline, or its file uploaded in `project`."""
+        """The part for `ref`: its bytes inline, or its file uploaded in `project` with
+        `client` (None for a part that needs no upload: inline, or a URI)."""
         metadata = types.VideoMetadata(**ref.video_metadata) if ref.video_metadata else None
         if inline is not None:
             blob = types.Blob(data=inline, mime_type=ref.mime_type)
             return types.Part(inline_data=blob, video_metadata=metadata)
-        uri = ref.uri or self.file_uri(ref, client, project)
+        if ref.uri is not None:
+            uri = ref.uri
+        elif client is not None:
+            uri = self.file_uri(ref, client, project)
+        else:
+            raise ValueError("a part to upload needs a client of its project")
         data = types.FileData(file_uri=uri, mime_type=ref.mime_type)
         return types.Part(file_data=data, video_metadata=metadata)
 

@@ -21,8 +21,11 @@ import redis
 from gemini_tasks import runtime
 from gemini_tasks.errors import JobNotFound
 from gemini_tasks.keyspace import Keyspace
+from gemini_tasks.media.refs import MediaRef
 from gemini_tasks.ops import local
 from gemini_tasks.producer import Job, submit
+from gemini_tasks.records import StagedRecord
+from gemini_tasks.worker.counting import TokenCounter
 from tests.conftest import FAKE_KEY, OTHER_PROJECT_KEY, TEST_ENV
 
 pytestmark = pytest.mark.integration
@@ -382,3 +385,41 @@ def test_a_project_whose_file_storage_is_full_frees_what_no_job_needs(
                         queue=QUEUE).results(timeout=120))  # fmt: skip
     assert all(r.ok for r in later), [r.error for r in later]
     assert all(f"sha256:{sha16(second.read_bytes())}" in r.response for r in later)
+
+
+def test_each_media_file_is_counted_by_gemini_once_for_the_cluster(
+    media_workers, emulator, tmp_path
+):
+    # TPM pacing needs a prompt's tokens before its call: a 10-minute video of a few bytes
+    # (the emulator counts media by the duration a test file declares, as Gemini counts by
+    # length) is far more than its size suggests, so Gemini's count of it is asked once and
+    # shared, and every later prompt is paced by it.
+    lengths = {"long.mp4": 600, "short.mp3": 30}
+    paths = {}
+    for name, seconds in lengths.items():
+        paths[name] = tmp_path / name
+        paths[name].write_bytes(f"EMULATED-MEDIA seconds={seconds}\n".encode() + os.urandom(500))
+    records = [{"prompt": f"Describe {i}: <video>", "video_path": str(paths["long.mp4"])}
+               for i in range(12)]  # fmt: skip
+    records += [{"prompt": f"Transcribe {i}: <audio>", "audio_path": str(paths["short.mp3"])}
+                for i in range(12)]  # fmt: skip
+    results = list(submit(records, queue=QUEUE).results(timeout=120))
+
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+    assert emulator.stats()["by_outcome"].get("count") == 2  # one countTokens per file
+    video, audio = 600 * 263, 30 * 32
+    assert all(r.usage["prompt_token_count"] > video for r in results[:12])
+    # What every worker now paces these files by: Gemini's count, not a size estimate.
+    counter = TokenCounter(
+        redis.Redis.from_url(os.environ["REDIS_URL"]),
+        Keyspace(TEST_ENV["GEMINI_TASKS_KEY_PREFIX"]),
+        ttl=60,
+    )
+    for name, kind, mime, count in (("long.mp4", "video", "video/mp4", video),
+                                    ("short.mp3", "audio", "audio/mpeg", audio)):  # fmt: skip
+        data = paths[name].read_bytes()
+        ref = MediaRef(kind, mime, len(data), hashlib.sha256(data).hexdigest())
+        record = StagedRecord(prompt="x <video>", media=(ref,))
+        known = counter.media(record)
+        assert known.counts == [count] and not known.mine  # nothing left to count
+        assert counter.estimate("gemini-2.5-flash", record, known) > count

@@ -339,7 +339,7 @@ def test_the_scheduler_scripts_name_every_key_as_the_keyspace_does(make_pool, cl
         return {K.jobs(), K.active(), K.job('j'), K.args('j'), K.todo('j'), K.inflight('j'),
           K.rpm('j'), K.carry('j'), K.submitter('j'), K.sched('q', 'high'), K.workers(),
           K.held('w'), K.transit('w'), K.evicted('w'), K.counts('j'), K.events('j'),
-          K.failed('j', 'quota')}
+          K.failed('j', 'quota'), K.metrics('j'), K.answer('d'), K.claim('d'), K.answers('j')}
     """
     )
     names = [n.decode() for n in client.eval(lua, 0, keys.tag)]
@@ -348,7 +348,8 @@ def test_the_scheduler_scripts_name_every_key_as_the_keyspace_does(make_pool, cl
         keys.job_inflight("j"), keys.job_rpm("j"), keys.job_carry("j"), keys.submitter("j"),
         keys.sched("q", "high"), keys.workers(), keys.held("w"), keys.transit("w"),
         keys.evicted("w"), keys.job_counts("j"), keys.job_events("j"),
-        keys.job_failed("j", "quota"),
+        keys.job_failed("j", "quota"), keys.job_metrics("j"), keys.answer("d"), keys.claim("d"),
+        keys.job_answers("j"),
     ]  # fmt: skip
 
 

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from gemini_tasks.producer import JobOptions, Priority, submit
+from gemini_tasks.scheduler import Answers
 from tests.conftest import TEST_ENV
 from tests.integration.conftest import own_worker
 
@@ -52,6 +53,67 @@ def _until(condition, what: str, timeout: float = 60) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"never saw {what}"
         time.sleep(0.05)
+
+
+def test_dedupe_sends_each_distinct_request_once_and_reuses_answers_across_jobs(fleet, emulator):
+    # First in the module: no other job's prompt is in a thread when the calls are counted.
+    records = [{"prompt": f"question {i % 30}", "metadata": {"row": i}} for i in range(300)]
+    first = submit(records, options=JobOptions(queue=QUEUE, dedupe=True), rt=fleet)
+    results = list(first.results(timeout=120))
+
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+    assert [r.metadata["row"] for r in results] == list(range(300))  # each its own
+    assert [r.response for r in results] == [f"echo: question {i % 30}" for i in range(300)]
+    callers = [r for r in results if r.reused_from is None]
+    assert {r.response for r in callers} == {f"echo: question {i}" for i in range(30)}
+    assert len(callers) == 30 and emulator.stats()["by_outcome"] == {"ok": 30}
+    reused = [r for r in results if r.reused_from is not None]
+    assert all(r.attempts == 0 and r.cost == 0 for r in reused)
+    assert {r.reused_from for r in reused} <= {r.task_id for r in callers}
+    assert first.status().counts.reused == 270
+
+    # The same file again, in another --dedupe job: every answer is reused, no call made.
+    again = list(submit(records, options=JobOptions(queue=QUEUE, dedupe=True), rt=fleet)
+                 .results(timeout=120))  # fmt: skip
+    assert [r.response for r in again] == [r.response for r in results]
+    assert all(r.reused_from is not None for r in again)
+    assert emulator.stats()["by_outcome"] == {"ok": 30}
+    # Without --dedupe, every prompt is its own call (sampling makes copies differ).
+    plain = list(_job(fleet, "question", 5).results(timeout=120))
+    assert all(r.reused_from is None for r in plain)
+    assert emulator.stats()["by_outcome"] == {"ok": 35}
+    # Forgetting the job that paid for the answers deletes them.
+    first.forget()
+    assert not list(fleet.results.scan_iter(match=fleet.keys.answer("*")))
+
+
+def test_copies_of_a_request_in_flight_wait_in_redis_for_its_answer(fleet, emulator):
+    emulator.configure(rules=[{"answer": "hold", "contains": "slow"}])
+    records = [{"prompt": "a slow question", "metadata": {"copy": i}} for i in range(8)]
+    job = submit(records, options=JobOptions(queue=QUEUE, dedupe=True), rt=fleet)
+    emulator.wait_until(lambda s: s["held"] == 1, "the first copy's call held")
+    carry = fleet.broker.hlen  # parked prompts keep what they go on from in the job's carry
+    _until(lambda: carry(fleet.keys.job_carry(job.id)) > 0, "a copy waiting in Redis")
+    assert emulator.stats()["held"] == 1  # the copies wait; none makes the call
+    emulator.release()
+    results = list(job.results(timeout=120))
+
+    assert all(r.ok for r in results) and [r.metadata["copy"] for r in results] == list(range(8))
+    assert sum(r.reused_from is None for r in results) == 1
+    assert emulator.stats()["by_outcome"] == {"ok": 1}
+
+
+def test_a_claim_is_its_holders_again_after_its_worker_died_and_lapses_when_shared(fleet):
+    answers = Answers(fleet.results, fleet.keys, ttl=60, claim_ttl=60)
+    assert answers.claim("d" * 64, "job-1").lead
+    assert answers.claim("d" * 64, "job-2").holder == "job-1"
+    assert answers.claim("d" * 64, "job-1").lead  # its prompt, run again elsewhere
+    answers.share("d" * 64, "job-2", "job", None)  # not the holder: changes nothing
+    assert answers.claim("d" * 64, "job-2").holder == "job-1"
+    answers.share("d" * 64, "job-1", "job", None)  # its call failed: the next one makes it
+    assert answers.claim("d" * 64, "job-2").lead
+    answers.share("d" * 64, "job-2", "job", {"response": "yes"})
+    assert answers.claim("d" * 64, "job-3").answer == {"response": "yes"}
 
 
 def test_a_small_job_behind_a_large_one_gets_its_fair_share(fleet):

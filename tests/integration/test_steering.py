@@ -274,5 +274,5 @@ def test_a_dry_run_counts_each_media_file_once_and_sends_nothing(cluster, tmp_pa
     assert found["input_tokens"] >= 5 * (10 + 60) * 32  # the emulator counts audio by length
     assert found["cost_usd"] > 0
     stats = cluster.stats(calls=True)
-    assert stats["total"] == 2  # two countTokens calls; nothing generated
+    assert stats["by_outcome"] == {"count": 2}  # two countTokens calls; nothing generated
     assert all(c["request_sha256"] is None for c in stats["calls"])

@@ -11,6 +11,7 @@ local PATTERNS = {
   sched = '%s:sched:%s:%s', workers = '%s:workers', held = '%s:held:%s',
   transit = '%s:transit:%s', evicted = '%s:evicted:%s', counts = '%s:job:%s:counts',
   events = '%s:job:%s:events', failed = '%s:job:%s:failed:%s', metrics = '%s:job:%s:metrics',
+  answer = '%s:answer:%s', claim = '%s:answer:%s:claim', answers = '%s:job:%s:answers',
 }
 local K = setmetatable({}, {__index = function(_, name)
   local pattern = PATTERNS[name]
