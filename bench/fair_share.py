@@ -1,13 +1,14 @@
 """Fair share: how long a small job submitted behind a large one takes to finish.
 
 K keys at R requests a minute (quota is the bottleneck, paced by the pool), two workers. A
-large job is submitted, and a small one D seconds later. Two runs on fresh clusters: first
-come first served (the small job at a lower priority than the large one, so it runs only
-once nothing of the large one is left, as a plain FIFO queue would order them), then fair
-share (both at the same priority: the scheduler alternates between them). Prints the
-small job's time from its submit to its last result in each, and their ratio.
+large job of several minutes' quota is submitted, and a small one D seconds later. Two runs
+on fresh clusters: first come first served (the small job at a lower priority than the
+large one, so it runs only once nothing of the large one is left, as a plain FIFO queue
+would order them), then fair share (both at the same priority: the scheduler alternates
+between them). Prints the small job's time from its submit to its last result in each,
+and their ratio.
 
-    python bench/fair_share.py --keys 3 --rpm 60 --large 300 --small 30 --delay 20
+    python bench/fair_share.py --keys 3 --rpm 20 --large 300 --small 20 --delay 20
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ QUEUE = "fair"
 def run(priority: Priority, args: argparse.Namespace) -> dict:
     env = {"GEMINI_TASKS_RPM": str(args.rpm), "GEMINI_TASKS_QUEUE": QUEUE,
            "GEMINI_TASKS_MAX_KEY_WAIT": "3600"}  # fmt: skip
+    if args.short_key_wait is not None:
+        env["GEMINI_TASKS_SHORT_KEY_WAIT"] = str(args.short_key_wait)
     with cluster(args.keys, ["--rpm", str(args.rpm)], env) as running:
         running.start_workers(2, 20)
         large = submit([{"prompt": f"large {i}"} for i in range(args.large)],
@@ -45,10 +48,16 @@ def run(priority: Priority, args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", type=int, default=3)
-    parser.add_argument("--rpm", type=int, default=60)
+    parser.add_argument("--rpm", type=int, default=20)
     parser.add_argument("--large", type=int, default=300)
-    parser.add_argument("--small", type=int, default=30)
+    parser.add_argument("--small", type=int, default=20)
     parser.add_argument("--delay", type=float, default=20.0)
+    parser.add_argument(
+        "--short-key-wait",
+        type=float,
+        default=None,
+        help="GEMINI_TASKS_SHORT_KEY_WAIT for the workers (default: its own)",
+    )
     args = parser.parse_args()
     print(f"{args.keys} keys x {args.rpm} requests/minute; a {args.large}-prompt job, then a "
           f"{args.small}-prompt job {args.delay:g} s later")  # fmt: skip

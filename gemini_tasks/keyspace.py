@@ -75,7 +75,8 @@ the same patterns as the methods below, and tests check that both agree.
     {p}:uploads:<project>           set    content hashes uploaded in that project
     {p}:tokens:<media>              string Gemini's token count of one media part (its
                                            content, video metadata and resolution hashed),
-                                           or "counting" while a worker asks countTokens
+                                           "counting" while a worker asks countTokens, or
+                                           "uncounted" for a while after that failed
 
 Celery and kombu own the rest, in their own layout: `celery-task-meta-<task id>` (one
 result each, in the result backend), and in the broker the queue lists (`gemini_tasks`),

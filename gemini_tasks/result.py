@@ -21,9 +21,11 @@ def metadata_of(raw_record: Any) -> dict[str, Any]:
     return cleaned
 
 
-# The fields of a result that answer its request, whichever prompt made it.
+# The fields of a result that answer its request, whichever prompt made it; and what the
+# call that answered it used, which only the prompt that made the call takes as its own.
 ANSWER_FIELDS = ("response", "parsed", "model", "model_version", "finish_reason", "truncated",
-                 "usage", "key_id")  # fmt: skip
+                 "mode")  # fmt: skip
+CALL_FIELDS = ("usage", "key_id", "cost", "attempts", "rate_limited")
 
 
 @dataclass
@@ -50,6 +52,8 @@ class Result:
     cost: float = 0.0
     # The part of `cost` already counted against the job's budget, call by call.
     settled: float = 0.0
+    # How its answer was served: "online" (the standard tier) or "flex", as Gemini said.
+    mode: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     task_id: str | None = None
     # The task id of the prompt whose call answered this identical request (`--dedupe`):
@@ -64,17 +68,19 @@ class Result:
         self.error, self.error_kind = message, kind
 
     def answer(self) -> dict[str, Any]:
-        """What an identical request may reuse of this result: the answer, not the prompt's
-        own metadata, index or cost."""
-        answer = {name: getattr(self, name) for name in ANSWER_FIELDS}
+        """What identical requests may reuse of this result (`reuse`): the answer, not the
+        prompt's own metadata or index."""
+        answer = {name: getattr(self, name) for name in (*ANSWER_FIELDS, *CALL_FIELDS)}
         answer["reused_from"] = self.reused_from or self.task_id
         return answer
 
-    def reuse(self, answer: dict[str, Any]) -> None:
-        """Take `answer` (another result's `answer()`) as this prompt's, without a call."""
-        for name in (*ANSWER_FIELDS, "reused_from"):
+    def reuse(self, answer: dict[str, Any], own: bool = False) -> None:
+        """Take `answer` (a result's `answer()`) as this prompt's: another prompt's, made no
+        call of this one's; or, `own`, this prompt's, stored before its worker died."""
+        for name in (*ANSWER_FIELDS, *(CALL_FIELDS if own else ())):
             if name in answer:
                 setattr(self, name, answer[name])
+        self.reused_from = None if own else answer.get("reused_from")
         self.error = self.error_kind = None
 
     def as_tuple(self) -> tuple[dict[str, Any], str | None, str | None]:

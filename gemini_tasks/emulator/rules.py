@@ -1,8 +1,8 @@
 """Faults the emulator plays, as rules: which calls a rule hits, and how Gemini answers them.
 
-A rule hits a call when every condition it names holds: the call's model, project or key;
-a word in the prompt; the attempt number of this very request (the emulator counts how
-often it has seen each request); a window of time since the rules were installed; and a
+A rule hits a call when every condition it names holds: the call's model, project, key or
+service tier; a word in the prompt; the attempt number of this very request (the emulator
+counts how often it has seen each request); a window of time since the rules were installed; and a
 `share` of the calls that pass those. The share is not a coin flip: a call is hit when a
 hash of (rule, request, attempt) falls below it, so the same prompts meet the same faults
 on every run, however the workers' calls interleave. Tests rely on that: nothing here
@@ -50,6 +50,7 @@ class Call:
     digest: str  # identifies the request: the same prompt sent again has the same digest
     attempt: int  # 1 for the first time this request arrives, 2 for the next, ...
     elapsed: float  # seconds since the rules were installed
+    tier: str = "standard"  # the service tier asked for: standard, flex or priority
 
 
 @dataclass
@@ -61,6 +62,7 @@ class Rule:
     models: frozenset[str] | None = None
     projects: frozenset[str] | None = None
     keys: frozenset[str] | None = None  # key ids
+    tiers: frozenset[str] | None = None  # service tiers, e.g. flex: Flex sheds under load
     contains: str | None = None
     start: float | None = None  # the window, in seconds since the rules were installed
     end: float | None = None
@@ -74,6 +76,7 @@ class Rule:
             (self.models is None or call.model in self.models)
             and (self.projects is None or call.project in self.projects)
             and (self.keys is None or call.key_id in self.keys)
+            and (self.tiers is None or call.tier in self.tiers)
             and (self.contains is None or self.contains in call.text)
             and (self.attempts is None or self.attempts[0] <= call.attempt <= self.attempts[1])
             and (self.start is None or call.elapsed >= self.start)
@@ -100,7 +103,7 @@ def parse_rule(raw: dict[str, Any], index: int) -> Rule:
     if answer not in ANSWERS:
         raise ValueError(f"rule {index}: answer must be one of {', '.join(sorted(ANSWERS))}")
     unknown = set(raw) - {
-        "answer", "id", "share", "attempts", "models", "projects", "keys", "contains",
+        "answer", "id", "share", "attempts", "models", "projects", "keys", "tiers", "contains",
         "start", "end", "times", "seconds", "reason",
     }  # fmt: skip
     if unknown:
@@ -114,6 +117,7 @@ def parse_rule(raw: dict[str, Any], index: int) -> Rule:
         models=_names(raw.get("models")),
         projects=_names(raw.get("projects")),
         keys=_names(raw.get("keys")),
+        tiers=_names(raw.get("tiers")),
         contains=raw.get("contains"),
         start=raw.get("start"),
         end=raw.get("end"),

@@ -32,6 +32,7 @@ from gemini_tasks.emulator.validate import (
     validate_contents,
     validate_generation_config,
     validate_request_fields,
+    validate_service_tier,
 )
 from gemini_tasks.keys import key_id
 
@@ -160,12 +161,18 @@ class Emulator:
                 return web.json_response({"totalTokens": tokens})
             call, contents, config = self._prepare(body, model, project, key)
             response = await self._generate(call, contents, config, body)
-            stats.record(response[1], key, project, model, call.digest, started, call.attempt)
+            stats.record(response[1], key, project, model, call.digest, started, call.attempt,
+                         call.tier)  # fmt: skip
+            # Gemini says which tier served a call (ai.google.dev/gemini-api/docs/
+            # priority-inference; reported for flex too, discuss.ai.google.dev/t/143223).
+            response[0].headers["x-gemini-service-tier"] = call.tier
             return response[0]
         except Rejected as rejected:
             digest, attempt = (call.digest, call.attempt) if call else (None, 0)
             outcome_key = key or rejected.key
-            stats.record(rejected.outcome, outcome_key, project, model, digest, started, attempt)
+            tier = call.tier if call else None
+            stats.record(rejected.outcome, outcome_key, project, model, digest, started, attempt,
+                         tier)  # fmt: skip
             return rejected.response()
         finally:
             stats.in_flight -= 1
@@ -193,7 +200,8 @@ class Emulator:
         attempt = self.attempts[digest] = self.attempts.get(digest, 0) + 1
         text = " ".join(str(p.get("text", "")) for c in contents for p in c["parts"])
         elapsed = time.time() - self.rules_since
-        return Call(model, project, key, text, digest, attempt, elapsed), contents, config
+        tier = validate_service_tier(body.get("serviceTier"))
+        return Call(model, project, key, text, digest, attempt, elapsed, tier), contents, config
 
     async def _generate(
         self, call: Call, contents: list[Body], config: Body, body: Body

@@ -32,6 +32,7 @@ class Stats:
         digest: str | None,
         started: float,
         attempt: int = 0,
+        tier: str | None = None,
     ) -> None:
         now = time.time()
         self.by_outcome[outcome] += 1
@@ -47,6 +48,7 @@ class Stats:
                 "outcome": outcome,
                 "request_sha256": digest,
                 "attempt": attempt,
+                "tier": tier,
             }
         )
 

@@ -116,3 +116,21 @@ def validate_generation_config(config: Body) -> Body:
             "* GenerateContentRequest.generation_config.max_output_tokens: must be positive\n"
         )
     return config
+
+
+# google-genai's ServiceTier values, as the SDK sends them (ai.google.dev/gemini-api/docs/
+# flex-inference: the standard tier when the field is left out).
+SERVICE_TIERS = {"unspecified": "standard", "standard": "standard", "flex": "flex",
+                 "priority": "priority"}  # fmt: skip
+
+
+def validate_service_tier(value: Any) -> str:
+    """The tier a request asks for; an unknown one is refused as Gemini refuses a bad enum."""
+    if value is None:
+        return "standard"
+    tier = SERVICE_TIERS.get(str(value).lower().removeprefix("service_tier_"))
+    if tier is None:
+        raise Rejected(400, payloads.invalid_argument(
+            f'Invalid value at \'service_tier\' (type.googleapis.com/google.ai.generativelanguage.'
+            f'v1beta.ServiceTier), "{value}"'), "400")  # fmt: skip
+    return tier

@@ -41,7 +41,7 @@ from gemini_tasks.ops.prompt_files import (
     read_records,
     write_results,
 )
-from gemini_tasks.producer import Job, JobOptions, JobStatus, Priority
+from gemini_tasks.producer import Job, JobOptions, JobStatus, Mode, Priority
 from gemini_tasks.producer import submit as submit_records
 from gemini_tasks.result import Result
 
@@ -120,6 +120,15 @@ def job_options(command: F) -> F:
             click.option("--dedupe", is_flag=True,
                          help="Send identical requests once, and reuse the answers of "
                               "earlier --dedupe jobs (sampling makes copies differ: opt in)."),
+            click.option("--mode", type=click.Choice([m.value for m in Mode]),
+                         default="online", show_default=True,
+                         help="flex: every call on Gemini's Flex tier, at half the price; "
+                              "answers take minutes, and Flex may shed calls under load."),
+            click.option("--fallback", type=click.Choice(["online"]), default=None,
+                         help="With --mode flex: a prompt Flex keeps shedding runs on the "
+                              "standard tier after --fallback-after seconds."),
+            click.option("--fallback-after", type=click.FloatRange(min=1), default=900.0,
+                         show_default=True, help="Seconds of shedding before --fallback."),
             click.option("--resume", "resume", default=None, metavar="JOB_ID",
                          help="Finish an interrupted submit of this job, from where it stopped."),
         ]
@@ -129,8 +138,12 @@ def job_options(command: F) -> F:
 
 
 def _options(queue: str | None, priority: str, weight: float, max_concurrency: int,
-             max_rpm: int, budget: float, dedupe: bool) -> JobOptions:  # fmt: skip
-    return JobOptions(queue, Priority(priority), weight, max_concurrency, max_rpm, budget, dedupe)
+             max_rpm: int, budget: float, dedupe: bool, mode: str, fallback: str | None,
+             fallback_after: float) -> JobOptions:  # fmt: skip
+    if fallback and mode != Mode.FLEX.value:
+        raise click.UsageError("--fallback is for --mode flex")
+    return JobOptions(queue, Priority(priority), weight, max_concurrency, max_rpm, budget, dedupe,
+                      Mode(mode), fallback_after if fallback else 0.0)  # fmt: skip
 
 
 def _submit_file(
@@ -358,6 +371,7 @@ def _status_json(status: JobStatus) -> dict[str, Any]:
         "state": status.state,
         "created_at": status.info.created_at,
         "priority": status.info.priority.value,
+        "mode": status.info.options.get("mode", Mode.ONLINE.value),
         "weight": status.info.weight,
         "total": status.total,
         "done": counts.done,

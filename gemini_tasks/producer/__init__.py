@@ -7,6 +7,15 @@ the bottom layer, `media` and `scheduler`; never `worker`, `pool`, `ops` or `emu
 
 from gemini_tasks.producer.job import Job, JobIncomplete, JobRunning, JobStatus
 from gemini_tasks.producer.submission import JobOptions, submit
-from gemini_tasks.scheduler import Priority
+from gemini_tasks.scheduler import Mode, Priority
 
-__all__ = ["Job", "JobIncomplete", "JobOptions", "JobRunning", "JobStatus", "Priority", "submit"]
+__all__ = [
+    "Job",
+    "JobIncomplete",
+    "JobOptions",
+    "JobRunning",
+    "JobStatus",
+    "Mode",
+    "Priority",
+    "submit",
+]

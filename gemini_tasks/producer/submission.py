@@ -31,7 +31,7 @@ from gemini_tasks.producer.job import Job
 from gemini_tasks.producer.staging import Stager
 from gemini_tasks.records import PromptRecord, StagedRecord, parse_record
 from gemini_tasks.result import metadata_of
-from gemini_tasks.scheduler import JobState, Priority
+from gemini_tasks.scheduler import JobState, Mode, Priority
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,10 @@ class JobOptions:
     budget: float = 0.0  # stop sending once its cost reaches this many USD (0: none)
     # Identical requests are sent once, and answers of earlier --dedupe jobs are reused.
     dedupe: bool = False
+    mode: Mode = Mode.ONLINE  # FLEX: every call on the Flex tier, at half the price
+    # With FLEX: a prompt Flex keeps shedding this many seconds runs on the standard tier
+    # (0: it waits for Flex, up to GEMINI_TASKS_OUTAGE_BUDGET).
+    fallback_after: float = 0.0
 
     def fields(self) -> dict[str, str | int | float]:
         return {
@@ -59,6 +63,8 @@ class JobOptions:
             "max_concurrency": self.max_concurrency,
             "max_rpm": self.max_rpm,
             "dedupe": int(self.dedupe),
+            "mode": self.mode.value,
+            "fallback_after": self.fallback_after,
         }
 
 

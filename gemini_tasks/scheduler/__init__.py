@@ -16,7 +16,15 @@ import only the bottom layer.
 from gemini_tasks.scheduler.answers import Answers, Claimed, request_digest
 from gemini_tasks.scheduler.liveness import Liveness
 from gemini_tasks.scheduler.outcomes import Counts, JobMetrics, Outcomes
-from gemini_tasks.scheduler.queue import Control, Fed, JobInfo, JobQueue, JobState, Priority
+from gemini_tasks.scheduler.queue import (
+    Control,
+    Fed,
+    JobInfo,
+    JobQueue,
+    JobState,
+    Mode,
+    Priority,
+)
 
 __all__ = [
     "Answers",
@@ -29,6 +37,7 @@ __all__ = [
     "JobQueue",
     "JobState",
     "Liveness",
+    "Mode",
     "Outcomes",
     "Priority",
     "request_digest",

@@ -255,9 +255,10 @@ class Outcomes:
         names = [keys.job_counts(job_id), keys.job_events(job_id), keys.job_metrics(job_id),
                  keys.job_answers(job_id)]  # fmt: skip
         names += [keys.job_failed(job_id, kind.value) for kind in ErrorKind]
-        answered = self.redis.smembers(keys.job_answers(job_id))
-        names += [keys.answer(text(digest)) for digest in answered]
         pipe = self.redis.pipeline(transaction=False)
+        answered = [keys.answer(text(d)) for d in self.redis.sscan_iter(keys.job_answers(job_id))]
+        for start in range(0, len(answered), 1000):
+            pipe.delete(*answered[start : start + 1000])
         pipe.delete(*names)
         for start in range(0, total, 1000):
             pipe.delete(

@@ -42,6 +42,17 @@ class Priority(str, Enum):
         return self.value
 
 
+class Mode(str, Enum):
+    """How a job's prompts are sent: each an interactive call, or each a call of the Flex
+    tier (half the price, answers in minutes, shed under load: docs/flex-inference)."""
+
+    ONLINE = "online"
+    FLEX = "flex"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class JobInfo:
     """A job as its record in the broker's Redis says."""
@@ -84,6 +95,9 @@ class Control:
     state: JobState | None  # None: the job is gone (forgotten)
     budgeted: bool = False  # each call reserves its cost from the job's budget
     dedupe: bool = False  # identical requests are sent once
+    mode: Mode = Mode.ONLINE
+    # A flex prompt shed this long runs on the standard tier (0: it never does).
+    fallback_after: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -119,12 +133,14 @@ class JobQueue:
 
     def control(self, job_id: str) -> Control:
         """What a worker needs to know of a job while it runs its prompts."""
-        state, budget, dedupe = self.redis.hmget(self.keys.job(job_id), ["state", "budget",
-                                                                         "dedupe"])  # fmt: skip
+        fields = ["state", "budget", "dedupe", "mode", "fallback_after"]
+        state, budget, dedupe, mode, fallback = self.redis.hmget(self.keys.job(job_id), fields)
         return Control(
             state=None if state is None else JobState(text(state)),
             budgeted=budget is not None and float(text(budget)) > 0,
             dedupe=dedupe is not None and text(dedupe) == "1",
+            mode=Mode.ONLINE if mode is None else Mode(text(mode)),
+            fallback_after=0.0 if fallback is None else float(text(fallback)),
         )
 
     def info(self, job_id: str) -> JobInfo | None:
@@ -183,9 +199,11 @@ class JobQueue:
         blocked_until: float = 0,
         model: str = "",
         carry: str = "",
+        at_back: bool = False,
     ) -> None:
-        """Put `indexes` back at the front of the job's queue (see lua/park.lua)."""
-        args = (job_id, blocked_until, model, carry, *indexes)
+        """Put `indexes` back in the job's queue, at its front unless `at_back` (see
+        lua/park.lua)."""
+        args = (job_id, blocked_until, model, carry, "back" if at_back else "front", *indexes)
         self._run("park", self.keys.job(job_id), *args)
 
     def requeue(self, job_id: str, indexes: Sequence[int]) -> None:

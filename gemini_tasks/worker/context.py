@@ -129,10 +129,7 @@ def _build(threads: int | None) -> WorkerContext:
         worker_id=worker_id,
         queue=JobQueue(rt.broker, rt.keys, settings.result_expires),
         outcomes=Outcomes(rt.results, rt.keys, settings.result_expires),
-        # A claim outlives its prompt's longest run, so only a vanished holder lets it lapse.
-        answers=Answers(
-            rt.results, rt.keys, settings.result_expires, int(settings.task_time_limit) + 60
-        ),
+        answers=Answers(rt.results, rt.keys, settings.result_expires),
         liveness=Liveness(rt.broker, rt.keys),
         fence=Fence(settings.worker_dead_after),
     )

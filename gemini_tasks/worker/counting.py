@@ -3,8 +3,10 @@
 TPM pacing admits a call by its input tokens before Gemini has counted them. Media is
 counted by Gemini itself: the first call that sends a media part also asks countTokens for
 it (free, and spends no generation quota: ai.google.dev/api/tokens), and the count is kept
-in Redis for the whole cluster, so a video used by a million prompts is counted once; until
-it is known, the file's size gives an estimate. Text is estimated per script
+in Redis for the whole cluster, so a video used by a million prompts is counted once; the
+other prompts that need it meanwhile wait a few seconds for that count, and a count that
+cannot be had (countTokens failed; a `media_resolution`, which countTokens does not take)
+is estimated from the file's size. Text is estimated per script
 (`gemini_tasks.tokens`) and calibrated by the usage Gemini reports: each worker keeps, per
 model, the ratio of Gemini's count to its own estimate, so a language or a tokenizer the
 estimate misjudges is paced by what Gemini counts.
@@ -96,12 +98,21 @@ class TokenCounter:
         A part another worker is counting is waited for: the first prompts of a batch all
         reach here at once, and calls paced by a size estimate could take a minute's quota.
         """
+        if record.generation_config.get("media_resolution"):
+            # countTokens takes no generation config on the Gemini API, so it would count
+            # these parts at the default resolution: they are estimated instead.
+            return MediaCounts([None] * len(record.media))
         names = [self._name(ref, record) for ref in record.media]
         found = MediaCounts([_count_of(raw) for raw in self.redis.mget(names)] if names else [])
         deadline = time.monotonic() + COUNT_WAIT
+        first: dict[str, int] = {}  # a part sent twice is claimed (and counted) once
         for i, name in enumerate(names):
             if found.counts[i] is not None:
                 continue
+            if name in first:
+                found.counts[i] = found.counts[first[name]]
+                continue
+            first[name] = i
             if self.redis.set(name, COUNTING, nx=True, ex=COUNT_CLAIM):
                 found.mine.add(i)
                 continue
@@ -136,7 +147,9 @@ class TokenCounter:
             try:
                 total = client.models.count_tokens(model=model, contents=[parts[i]]).total_tokens
             except Exception as exc:  # advisory: the call itself reports a real failure
-                log.info("countTokens failed for a media part: %s", exc)
+                # Named, not quoted: an SDK's error text is not ours to vouch for (secrets).
+                log.info("countTokens failed for a media part: %s %s", type(exc).__name__,
+                         getattr(exc, "code", ""))  # fmt: skip
                 total = None
             if total:
                 self.redis.set(name, total, ex=self.ttl)
@@ -144,7 +157,9 @@ class TokenCounter:
                 continue
             else:  # not tried again before the claim would have expired: estimated meanwhile
                 self.redis.set(name, UNCOUNTED, ex=COUNT_CLAIM)
-            media.counts[i] = total or None
+            for j, other in enumerate(record.media):  # the same part sent again
+                if j == i or self._name(other, record) == name:
+                    media.counts[j] = total or None
             media.mine.discard(i)
 
     def unclaim(self, record: StagedRecord, media: MediaCounts) -> None:
@@ -159,6 +174,8 @@ class TokenCounter:
         if counted <= 0 or None in media.counts:
             return
         text_count = counted - sum(m for m in media.counts if m is not None)
+        if text_count < counted / 2:  # mostly media: what is left says little of the text
+            return
         with self._lock:
             ratio = self.ratios.get(model, 1.0)
             self.ratios[model] = calibrated(ratio, text_estimate(record), text_count)

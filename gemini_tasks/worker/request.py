@@ -24,14 +24,17 @@ def build_request(
     timeout_seconds: float | None = None,
     media_parts: Sequence[types.Part] = (),
     label: str = "",
+    flex: bool = False,
 ) -> GeminiRequest:
     """The request for one attempt.
 
     `timeout_seconds`, when given, bounds this attempt's HTTP call below the client's own
     timeout. `media_parts[i]` is the part for `record.media[i]`; the prompt's `<audio>` and
-    `<video>` tokens place them among the text.
+    `<video>` tokens place them among the text. With `flex`, the call asks for the Flex tier.
     """
     config = dict(record.generation_config)
+    if flex:
+        config["service_tier"] = types.ServiceTier.FLEX
     if record.system_instruction:
         config["system_instruction"] = record.system_instruction
     if timeout_seconds is not None:

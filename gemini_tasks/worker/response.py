@@ -75,6 +75,16 @@ def fill(result: Result, response: types.GenerateContentResponse, answer: Answer
         result.error, result.error_kind = None, None
 
 
+def served_mode(response: types.GenerateContentResponse, asked: str) -> str:
+    """The mode the call was served in: Gemini names its tier in the `x-gemini-service-tier`
+    header (ai.google.dev/gemini-api/docs/priority-inference); `asked` when it does not."""
+    http = response.sdk_http_response
+    tier = (http.headers or {}).get("x-gemini-service-tier") if http else None
+    if tier is None:
+        return asked
+    return "flex" if tier.lower() == "flex" else "online"
+
+
 def wants_json(config: Mapping[str, Any]) -> bool:
     """Whether a generation config (canonical names) asks Gemini for a JSON answer: a JSON
     mime type, or a schema without a mime type that says otherwise (`text/x.enum`)."""

@@ -16,12 +16,14 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from google.genai import types
 
 from gemini_tasks import prices
+from gemini_tasks.broker import REDIS_TROUBLE
 from gemini_tasks.errors import (
     CapacityExhausted,
     ErrorKind,
@@ -29,13 +31,15 @@ from gemini_tasks.errors import (
     GeminiTasksError,
     InvalidPrompt,
     QuotaExceeded,
+    TransientError,
 )
 from gemini_tasks.keys import redact
 from gemini_tasks.media.refs import MediaRef
 from gemini_tasks.pool import Lease, NoKeyYet
 from gemini_tasks.records import StagedRecord, parse_staged
 from gemini_tasks.result import Result, metadata_of
-from gemini_tasks.scheduler import JobState, request_digest
+from gemini_tasks.scheduler import JobState, Mode, request_digest
+from gemini_tasks.scheduler.answers import CLAIM_RENEW
 from gemini_tasks.scheduler.ending import end_unsent
 from gemini_tasks.worker import response as responses
 from gemini_tasks.worker.classify import classify
@@ -53,18 +57,22 @@ OUTPUT_ESTIMATE = 2048
 # returns or a worker with new keys is noticed within this.
 POLL = 2.0
 # An identical request being made by another prompt (`--dedupe`) is waited for in the
-# thread this long, looking every FOLLOW_POLL, then in Redis, FOLLOW_PARK at a time.
-FOLLOW_WAIT, FOLLOW_POLL, FOLLOW_PARK = 5.0, 0.2, 2.0
+# thread this long, looking every FOLLOW_POLL; then the prompt goes to the back of its job's
+# queue, and looks again when its turn comes.
+FOLLOW_WAIT, FOLLOW_POLL = 5.0, 0.5
 
 
 class Park(Exception):
     """The prompt must wait longer than a worker thread should (for a key, for its job to
     resume, for an identical request's answer): it goes back to its job's queue."""
 
-    def __init__(self, seconds: float, model: str, carry: dict[str, Any], why: str = ""):
+    def __init__(
+        self, seconds: float, model: str, carry: dict[str, Any], why: str = "", behind: bool = False
+    ):
         super().__init__(f"waits {seconds:.1f}s more")
         self.seconds, self.model, self.carry = seconds, model, carry
         self.why = why or (f"waiting {seconds:.0f}s for a key" if seconds else "the job is paused")
+        self.behind = behind  # behind the job's other prompts, not ahead of them
 
 
 class _GiveUp(GeminiTasksError):
@@ -108,11 +116,17 @@ class PromptRun:
         if "parked_at" in carry:  # the time it waited in Redis was waiting for a key too
             self.key_wait += max(0.0, time.time() - float(carry["parked_at"]))
         self.outage_wait = float(carry.get("outage_wait_seconds", 0.0))
+        # A flex prompt's tier: flex until Flex has shed it past the job's fallback wait.
+        self.mode = Mode(carry["mode"]) if "mode" in carry else None
+        self.shed_since: float | None = carry.get("shed_since")
         self.started = float(carry.get("started_at", time.time()))  # its first run's start
         self.price: prices.Price | None = None
         self.call_cost = 0.0
         self.deadline = time.monotonic() + self.settings.task_time_limit
         self.api_seconds = self.backoff_seconds = 0.0
+        self.digest: str | None = None  # the request this prompt holds the claim on
+        self.renewed_at = 0.0
+        self.answered = False  # by an answer stored for its request (--dedupe)
 
     def carry(self, waiting_for_key: bool = False) -> dict[str, Any]:
         """What the prompt's next run goes on from; with `waiting_for_key`, the time until
@@ -124,6 +138,10 @@ class PromptRun:
             "server_failures": self.state.server_failures,
             "started_at": self.started,
         }
+        if self.mode is not None:
+            carry["mode"] = self.mode.value
+        if self.shed_since is not None:
+            carry["shed_since"] = self.shed_since
         if waiting_for_key:
             carry["parked_at"] = time.time()
         return carry
@@ -132,9 +150,9 @@ class PromptRun:
         try:
             record = parse_staged(self.raw_record)
             model = record.model or self.settings.model
-            digest = self._claim(record, model)
-            if self.result.reused_from is None:
-                self._answer(record, model, digest)
+            self.digest = self._claim(record, model)
+            if not self.answered:
+                self._answer(record, model)
         except InvalidPrompt as exc:
             self.result.fail(ErrorKind.INVALID_PROMPT, f"invalid prompt: {exc}")
         except _GiveUp as exc:
@@ -149,25 +167,30 @@ class PromptRun:
         }
         return self.result
 
-    def _answer(self, record: StagedRecord, model: str, digest: str | None) -> None:
-        """Make the prompt's request; with `digest`, share a good answer under it."""
+    def _answer(self, record: StagedRecord, model: str) -> None:
+        """Make the prompt's request; in a `--dedupe` job, share a good answer."""
         shared = None
         try:
             media = self._media(record)
             try:
                 self._until_done(record, media, model)
             finally:  # a prompt parked or ended before its call leaves its counts to others
-                self.ctx.counter.unclaim(record, media.tokens)
+                _quietly(self.ctx.counter.unclaim, record, media.tokens)
             responses.parse_json(self.result, record.generation_config)
             shared = self.result.answer() if self.result.ok else None
+        except Evicted:
+            self.digest = None  # its next run, elsewhere, holds the claim now
+            raise
         finally:  # parked, failed or answered: identical requests no longer wait for this one
-            if digest is not None:
-                self.ctx.answers.share(digest, self._owner, str(self.job_id), shared)
+            if self.digest is not None:
+                _quietly(self.ctx.answers.share, self.digest, self._owner, str(self.job_id),
+                         shared)  # fmt: skip
 
     def _claim(self, record: StagedRecord, model: str) -> str | None:
         """In a `--dedupe` job: the request's digest if this prompt is to make the request,
-        or None, with the result filled in, when an identical one was answered. An identical
-        request being made now is waited for briefly here, then in Redis."""
+        or None, with the result filled in, when an identical one was answered (by this very
+        prompt, if its worker died before recording it). An identical request being made now
+        is waited for briefly here, then behind the job's other prompts."""
         if self.job_id is None or not self.ctx.job_control(self.job_id).dedupe:
             return None
         request = {k: v for k, v in record.to_json().items() if k != "metadata"}
@@ -176,15 +199,26 @@ class PromptRun:
         while True:
             found = self.ctx.answers.claim(digest, self._owner)
             if found.answer is not None:
-                self.result.reuse(found.answer)
+                own = found.answer.get("reused_from") == self._owner
+                self.result.reuse(found.answer, own)
+                self.answered = True
+                if own and self.ctx.job_control(self.job_id).budgeted:
+                    self.result.settled = self.result.cost  # settled when its call returned
                 return None
             if found.lead:
+                self.renewed_at = time.monotonic()
                 return digest
             self._check_job(model)
             if time.monotonic() > patience:
                 why = f"waiting for the answer of {found.holder}, an identical request"
-                raise Park(FOLLOW_PARK, model, self.carry(), why)
+                raise Park(0.0, model, self.carry(), why, behind=True)
             time.sleep(FOLLOW_POLL)
+
+    def _renew_claim(self) -> None:
+        """Keep this prompt's claim on its request while it goes on making it."""
+        if self.digest is not None and time.monotonic() - self.renewed_at > CLAIM_RENEW:
+            self.ctx.answers.claim(self.digest, self._owner)
+            self.renewed_at = time.monotonic()
 
     @property
     def _owner(self) -> str:
@@ -205,9 +239,13 @@ class PromptRun:
     def _until_done(self, record: StagedRecord, media: _Media, model: str) -> None:
         self.price = prices.price_of(self.settings.prices, model)
         self._count_unsent(record, media, model)
+        if self.mode is None:
+            job = self.ctx.job_control(self.job_id) if self.job_id else None
+            self.mode = job.mode if job else Mode.ONLINE
         while True:
             tokens = self.ctx.counter.estimate(model, record, media.tokens)
             self._check_job(model)
+            self._fall_back()
             if self.deadline - time.monotonic() <= 0:
                 raise _GiveUp(
                     ErrorKind.TIME_LIMIT,
@@ -241,7 +279,8 @@ class PromptRun:
         }
         if ready:
             key = self.ctx.pool.key_list[0]
-            client = client_for(key, self.settings.gemini_base_url, self.settings.request_timeout)
+            client = client_for(key, self.settings.gemini_base_url, self.settings.request_timeout,
+                                self.ctx.threads)  # fmt: skip
             self.ctx.counter.count_media(client, model, record, ready, media.tokens, False)
 
     def _call(
@@ -264,7 +303,8 @@ class PromptRun:
             # The client's own timeout applies unless less time than that is left.
             timeout = remaining if remaining < self.settings.request_timeout else None
             label = str(self.result.task_id or self.result.index)
-            request = build_request(record, model, timeout, parts, label=label)
+            flex = self.mode is Mode.FLEX
+            request = build_request(record, model, timeout, parts, label=label, flex=flex)
             if media.tokens.mine:  # media counted only once uploaded
                 self.ctx.counter.count_media(client, model, record, dict(enumerate(parts)),
                                              media.tokens)  # fmt: skip
@@ -276,6 +316,8 @@ class PromptRun:
             error = classify(exc)
             if isinstance(error, (QuotaExceeded, CapacityExhausted)):
                 self.result.rate_limited += 1
+            if self.mode is Mode.FLEX and isinstance(error, (CapacityExhausted, TransientError)):
+                self.shed_since = self.shed_since or time.time()  # Flex sheds under load
             released = self.ctx.pool.release(lease, error)
             return error, parts, released.outage
         self.api_seconds += time.monotonic() - started
@@ -284,8 +326,9 @@ class PromptRun:
         self.ctx.counter.observe(model, record, media.tokens, counted)
         kind = responses.read(answer)
         responses.fill(self.result, answer, kind)
+        self.result.mode = responses.served_mode(answer, str(self.mode or Mode.ONLINE))
         # Gemini bills every answer, with text or without.
-        self.call_cost = prices.call_cost(self.price, self.result.usage)
+        self.call_cost = prices.call_cost(self.price, self.result.usage, self.result.mode)
         self.result.cost += self.call_cost
         return kind, parts, False
 
@@ -295,7 +338,7 @@ class PromptRun:
         if self.job_id is None or not self.ctx.job_control(self.job_id).budgeted:
             return 0.0
         output = int(record.generation_config.get("max_output_tokens") or OUTPUT_ESTIMATE)
-        estimate = prices.estimate(self.price, tokens, output)
+        estimate = prices.estimate(self.price, tokens, output, str(self.mode or Mode.ONLINE))
         if self.ctx.outcomes.reserve(self.job_id, estimate):
             return estimate
         why = "budget: the job's budget was spent before this prompt was sent"
@@ -368,11 +411,25 @@ class PromptRun:
                 self.key_wait += pause
             else:
                 self.outage_wait += pause
+                self._fall_back()
+
+    def _fall_back(self) -> None:
+        """Move a flex prompt to the standard tier once Flex has shed it for longer than its
+        job allows (`--fallback online --fallback-after`)."""
+        if self.mode is not Mode.FLEX or self.shed_since is None or self.job_id is None:
+            return
+        after = self.ctx.job_control(self.job_id).fallback_after
+        if after and time.time() - self.shed_since >= after:
+            log.info("task %s: Flex shed it for %.0fs; it goes on on the standard tier",
+                     self.result.task_id, time.time() - self.shed_since)  # fmt: skip
+            self.mode = Mode.ONLINE
 
     def _check_job(self, model: str) -> None:
-        """End the prompt if its job was cancelled; park it if the job is paused."""
+        """End the prompt if its job was cancelled; park it if the job is paused. (Every wait
+        looks here, so its claim on its request is renewed here too.)"""
         if self.job_id is None:
             return
+        self._renew_claim()
         state = self.ctx.job_control(self.job_id).state
         if state is JobState.CANCELLED:
             raise _GiveUp(ErrorKind.CANCELLED, "cancelled: the job was cancelled before this "
@@ -404,3 +461,12 @@ class PromptRun:
                 f"{self.key_wait:.0f}s of waiting (GEMINI_TASKS_MAX_KEY_WAIT="
                 f"{self.settings.max_key_wait:g}); last error: {last}",
             )
+
+
+def _quietly(release: Callable[..., None], *args: Any) -> None:
+    """Give back what a prompt held for others (a claim), even if Redis refuses just now: the
+    claim then lapses by itself, and the prompt's own outcome is what matters here."""
+    try:
+        release(*args)
+    except REDIS_TROUBLE as exc:
+        log.warning("could not release a claim (%s); it will lapse by itself", exc)

@@ -132,7 +132,8 @@ def _park(task: Task[Any, Any], job_id: str, index: int, wait: Park) -> NoReturn
     """Put the prompt back in its job's queue in Redis and end this run of it."""
     ctx = context.current()
     blocked_until = time.time() + wait.seconds if wait.seconds else 0
-    ctx.queue.park(job_id, [index], blocked_until, wait.model, json.dumps(wait.carry))
+    ctx.queue.park(job_id, [index], blocked_until, wait.model, json.dumps(wait.carry),
+                   at_back=wait.behind)  # fmt: skip
     log.info("task %s waits in Redis: %s", task.request.id, wait.why)
     try:
         reason = f"{wait.why}, in Redis (not in a worker)"
