@@ -350,6 +350,21 @@ def test_the_emulator_refuses_a_request_over_the_inline_limit(emulator):
     assert "Request payload size exceeds the limit: 100000 bytes." in info.value.message
 
 
+def test_the_emulator_refuses_an_upload_over_the_files_api_limit_of_2_gb(emulator, tmp_path):
+    from google import genai
+    from google.genai import errors, types
+
+    huge = tmp_path / "huge.mp4"
+    with huge.open("wb") as file:  # sparse: nothing but its size is sent before the refusal
+        file.truncate(2 * 1024**3 + 1)
+    client = genai.Client(api_key=FAKE_KEY, http_options=types.HttpOptions(base_url=emulator.url))
+    with pytest.raises(errors.ClientError) as info:
+        client.files.upload(file=huge, config=types.UploadFileConfig(mime_type="video/mp4"))
+    assert info.value.code == 400
+    assert f"maximum allowed size of {2 * 1024**3} bytes" in info.value.message
+    assert emulator.stats()["uploads"] == {}
+
+
 def test_media_gemini_cannot_process_fails_its_prompt_once_and_the_rest_go_on(
     media_workers, emulator, tmp_path
 ):
