@@ -9,7 +9,7 @@ failed call stores nothing: the next identical prompt makes the request itself. 
 job deletes the answers its calls stored. Claims carry
 the claiming prompt's task id, so a prompt run again after its worker died goes on as the
 claim's holder; the holder renews its claim as it goes, and a claim whose holder vanished
-lapses within CLAIM_TTL. A prompt whose worker died after it stored its answer and before
+lapses. A prompt whose worker died after it stored its answer and before
 its result was recorded finds its own answer on its next run, and takes it as its own.
 
 Runs on the result backend's Redis, beside the results.
@@ -28,9 +28,8 @@ from gemini_tasks import scripts
 from gemini_tasks.connections import text
 from gemini_tasks.keyspace import Keyspace
 
-# A claim lapses this long after its holder last renewed it; a holder renews it as it goes
-# (every CLAIM_RENEW seconds at most), so only a vanished holder's claim lapses.
-CLAIM_TTL, CLAIM_RENEW = 120, 30.0
+# A holder renews its claim as it goes, every CLAIM_RENEW seconds at most, between calls.
+CLAIM_RENEW = 30.0
 
 
 def request_digest(model: str, request: dict[str, Any]) -> str:
@@ -49,14 +48,16 @@ class Claimed:
 
 
 class Answers:
-    def __init__(self, client: redis.Redis, keyspace: Keyspace, ttl: int):
-        self.keys, self.ttl = keyspace, ttl
+    def __init__(self, client: redis.Redis, keyspace: Keyspace, ttl: int, claim_ttl: int):
+        """`claim_ttl`: how long after its last renewal a claim lapses; longer than a holder
+        can go without renewing it (CLAIM_RENEW and the longest call, upload included)."""
+        self.keys, self.ttl, self.claim_ttl = keyspace, ttl, claim_ttl
         self._scripts = scripts.register(client, "gemini_tasks.scheduler", ("claim", "share"))
 
     def claim(self, digest: str, owner: str) -> Claimed:
         """The request's answer if one is stored, else its claim for `owner` if free (or
         renewed, if `owner` holds it)."""
-        reply = self._scripts["claim"](args=[self.keys.tag, digest, owner, CLAIM_TTL])
+        reply = self._scripts["claim"](args=[self.keys.tag, digest, owner, self.claim_ttl])
         verdict = text(reply[0])
         if verdict == "answer":
             return Claimed(answer=json.loads(reply[1]))

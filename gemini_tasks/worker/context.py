@@ -21,6 +21,7 @@ from gemini_tasks.keys import load_keys
 from gemini_tasks.media.store import open_store
 from gemini_tasks.pool import KeyPool, PoolConfig
 from gemini_tasks.scheduler import Answers, Control, JobQueue, JobState, Liveness, Outcomes
+from gemini_tasks.scheduler.answers import CLAIM_RENEW
 from gemini_tasks.worker.counting import TokenCounter
 from gemini_tasks.worker.decide import RetryPolicy
 from gemini_tasks.worker.uploads import Uploads
@@ -129,7 +130,13 @@ def _build(threads: int | None) -> WorkerContext:
         worker_id=worker_id,
         queue=JobQueue(rt.broker, rt.keys, settings.result_expires),
         outcomes=Outcomes(rt.results, rt.keys, settings.result_expires),
-        answers=Answers(rt.results, rt.keys, settings.result_expires),
+        # A claim outlives the longest gap between two renewals: an upload and a call.
+        answers=Answers(
+            rt.results,
+            rt.keys,
+            settings.result_expires,
+            int(CLAIM_RENEW + 2 * settings.request_timeout + 60),
+        ),
         liveness=Liveness(rt.broker, rt.keys),
         fence=Fence(settings.worker_dead_after),
     )

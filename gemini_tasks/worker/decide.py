@@ -15,6 +15,8 @@ unit-tested without Redis, workers or Gemini; `PromptRun` applies its decisions.
   fault: sending it again cannot help.
 - Other server errors, timeouts and network failures back off exponentially and try again,
   up to `max_retries` more attempts.
+- A Flex call shed (a capacity 429 or a 5xx) backs off exponentially, as long as the outage
+  budget allows: Flex sheds by design, and its job may fall back to the standard tier.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from gemini_tasks.errors import (
     KeyInvalid,
     QuotaExceeded,
     StorageExhausted,
+    TransientError,
 )
 from gemini_tasks.settings import Settings
 from gemini_tasks.worker.response import Answer, AnswerKind
@@ -42,6 +45,9 @@ class Action(Enum):
     REUPLOAD = "reupload"  # forget the project's cached uploads, then call again
     FREE_STORAGE = "free_storage"  # delete the project's unneeded uploads, then call again
     BACKOFF = "backoff"  # wait up to `backoff_ceiling` seconds, then call again
+    # Flex shed the call: wait up to `backoff_ceiling` seconds as through an outage (not
+    # the prompt's failure, not its time limit), then call again.
+    SHED = "shed"
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,7 @@ class PromptState:
 
     server_failures: int = 0
     empty_answers: int = 0
+    sheds: int = 0  # Flex calls shed in a row
     reuploaded: frozenset[str] = field(default_factory=frozenset)
     storage_freed: frozenset[str] = field(default_factory=frozenset)
 
@@ -83,6 +90,7 @@ class Call:
     project: str  # the project of the key it was made with
     used_uploads: bool  # the request named uploaded files
     outage: bool = False  # the model's circuit is open: Gemini is failing for everyone
+    flex: bool = False  # the call asked for the Flex tier
 
 
 def _answered(answer: Answer, state: PromptState, policy: RetryPolicy) -> Decision:
@@ -121,6 +129,13 @@ def decide(
     if isinstance(outcome, Answer):
         return _answered(outcome, state, policy)
     error, message = outcome, str(outcome)
+    if call.flex and isinstance(error, (CapacityExhausted, TransientError)):
+        # Flex sheds calls under load, with a capacity 429 or a 5xx (docs/flex-inference):
+        # waited through with a growing pause, never the prompt's or the key's failure.
+        sheds = state.sheds + 1
+        ceiling = min(policy.backoff_max, policy.backoff * 2 ** (sheds - 1))
+        return Decision(Action.SHED, replace(state, sheds=sheds), ErrorKind.CAPACITY,
+                        message, ceiling)  # fmt: skip
     if isinstance(error, (QuotaExceeded, KeyInvalid, CapacityExhausted)):
         return Decision(Action.AGAIN, state, error.kind, message)
     if isinstance(error, StorageExhausted):

@@ -78,8 +78,13 @@ def fill(result: Result, response: types.GenerateContentResponse, answer: Answer
 def served_mode(response: types.GenerateContentResponse, asked: str) -> str:
     """The mode the call was served in: Gemini names its tier in the `x-gemini-service-tier`
     header (ai.google.dev/gemini-api/docs/priority-inference); `asked` when it does not."""
-    http = response.sdk_http_response
-    tier = (http.headers or {}).get("x-gemini-service-tier") if http else None
+    headers = {
+        k.lower(): v
+        for k, v in (
+            (response.sdk_http_response and response.sdk_http_response.headers) or {}
+        ).items()
+    }
+    tier = headers.get("x-gemini-service-tier")
     if tier is None:
         return asked
     return "flex" if tier.lower() == "flex" else "online"

@@ -113,12 +113,16 @@ class PromptRun:
         self.result.attempts = carry.get("attempts", 0)
         self.state = PromptState(server_failures=carry.get("server_failures", 0))
         self.key_wait = float(carry.get("key_wait_seconds", 0.0))
-        if "parked_at" in carry:  # the time it waited in Redis was waiting for a key too
-            self.key_wait += max(0.0, time.time() - float(carry["parked_at"]))
+        if "parked_at" in carry:
+            # Its time in Redis until a key was due was waiting for a key too; not the time
+            # after that (queued behind other jobs, or paused).
+            until = min(time.time(), float(carry.get("parked_until", time.time())))
+            self.key_wait += max(0.0, until - float(carry["parked_at"]))
         self.outage_wait = float(carry.get("outage_wait_seconds", 0.0))
         # A flex prompt's tier: flex until Flex has shed it past the job's fallback wait.
         self.mode = Mode(carry["mode"]) if "mode" in carry else None
-        self.shed_since: float | None = carry.get("shed_since")
+        # Seconds Flex has shed it in a row (waiting between shed calls included).
+        self.shed_seconds = float(carry.get("shed_seconds", 0.0))
         self.started = float(carry.get("started_at", time.time()))  # its first run's start
         self.price: prices.Price | None = None
         self.call_cost = 0.0
@@ -128,9 +132,9 @@ class PromptRun:
         self.renewed_at = 0.0
         self.answered = False  # by an answer stored for its request (--dedupe)
 
-    def carry(self, waiting_for_key: bool = False) -> dict[str, Any]:
-        """What the prompt's next run goes on from; with `waiting_for_key`, the time until
-        then counts as waiting for a key."""
+    def carry(self, key_due_in: float | None = None) -> dict[str, Any]:
+        """What the prompt's next run goes on from; with `key_due_in` (seconds until the
+        pool expects a key), the time until then counts as waiting for a key."""
         carry: dict[str, Any] = {
             "attempts": self.result.attempts,
             "key_wait_seconds": self.key_wait,
@@ -140,10 +144,11 @@ class PromptRun:
         }
         if self.mode is not None:
             carry["mode"] = self.mode.value
-        if self.shed_since is not None:
-            carry["shed_since"] = self.shed_since
-        if waiting_for_key:
+        if self.shed_seconds:
+            carry["shed_seconds"] = self.shed_seconds
+        if key_due_in is not None:
             carry["parked_at"] = time.time()
+            carry["parked_until"] = time.time() + key_due_in
         return carry
 
     def run(self) -> Result:
@@ -191,9 +196,12 @@ class PromptRun:
         or None, with the result filled in, when an identical one was answered (by this very
         prompt, if its worker died before recording it). An identical request being made now
         is waited for briefly here, then behind the job's other prompts."""
-        if self.job_id is None or not self.ctx.job_control(self.job_id).dedupe:
+        job = self.ctx.job_control(self.job_id) if self.job_id else None
+        if job is None or not job.dedupe:
             return None
+        # The mode is part of the request: a flex answer is not an online one, nor as quick.
         request = {k: v for k, v in record.to_json().items() if k != "metadata"}
+        request["mode"] = job.mode.value
         digest = request_digest(model, request)
         patience = time.monotonic() + FOLLOW_WAIT
         while True:
@@ -202,7 +210,7 @@ class PromptRun:
                 own = found.answer.get("reused_from") == self._owner
                 self.result.reuse(found.answer, own)
                 self.answered = True
-                if own and self.ctx.job_control(self.job_id).budgeted:
+                if own and job.budgeted:
                     self.result.settled = self.result.cost  # settled when its call returned
                 return None
             if found.lead:
@@ -261,9 +269,10 @@ class PromptRun:
                 raise
             self.result.attempts += 1
             self.result.key_id, self.result.model = lease.key.id, model
+            flex = self.mode is Mode.FLEX
             outcome, parts, outage = self._call(lease, record, media, model)
             self._settle(reserved)
-            call = Call(lease.key.project, bool(media.to_upload), outage)
+            call = Call(lease.key.project, bool(media.to_upload), outage, flex)
             if self._apply(decide(outcome, self.state, self.ctx.policy, call), lease, media, parts):
                 return
 
@@ -290,6 +299,7 @@ class PromptRun:
         Returns the outcome, the media parts sent, and whether the model is in an outage."""
         started = time.monotonic()
         parts: list[types.Part] = []
+        flex = self.mode is Mode.FLEX
         try:
             client = client_for(
                 lease.key, self.settings.gemini_base_url, self.settings.request_timeout,
@@ -303,7 +313,6 @@ class PromptRun:
             # The client's own timeout applies unless less time than that is left.
             timeout = remaining if remaining < self.settings.request_timeout else None
             label = str(self.result.task_id or self.result.index)
-            flex = self.mode is Mode.FLEX
             request = build_request(record, model, timeout, parts, label=label, flex=flex)
             if media.tokens.mine:  # media counted only once uploaded
                 self.ctx.counter.count_media(client, model, record, dict(enumerate(parts)),
@@ -316,11 +325,17 @@ class PromptRun:
             error = classify(exc)
             if isinstance(error, (QuotaExceeded, CapacityExhausted)):
                 self.result.rate_limited += 1
-            if self.mode is Mode.FLEX and isinstance(error, (CapacityExhausted, TransientError)):
-                self.shed_since = self.shed_since or time.time()  # Flex sheds under load
+            if flex and isinstance(error, (CapacityExhausted, TransientError)):
+                # Flex's shedding says nothing of the standard tier's capacity or of the
+                # model's health: the pool is not told, so online prompts are not held back.
+                self.shed_seconds += time.monotonic() - started
+                self.ctx.pool.give_back(lease)
+                return error, parts, False
+            self.shed_seconds = 0.0
             released = self.ctx.pool.release(lease, error)
             return error, parts, released.outage
         self.api_seconds += time.monotonic() - started
+        self.shed_seconds = 0.0
         counted = responses.prompt_tokens(answer)
         self.ctx.pool.release(lease, None, counted)
         self.ctx.counter.observe(model, record, media.tokens, counted)
@@ -374,15 +389,31 @@ class PromptRun:
             self.ctx.uploads.forget(lease.key.project, stale, used)
         elif decision.action is Action.FREE_STORAGE:
             client = client_for(
-                lease.key, self.settings.gemini_base_url, self.settings.request_timeout
-            )
+                lease.key, self.settings.gemini_base_url, self.settings.request_timeout,
+                self.ctx.threads,
+            )  # fmt: skip
             freed = self.ctx.uploads.free_storage(client, lease.key.project, self.ctx.job_running)
             log.warning("project %s's file storage is full: deleted %d unneeded uploads",
                         lease.key.project, freed)  # fmt: skip
         elif decision.action is Action.BACKOFF:
             delay = random.uniform(0, decision.backoff_ceiling)
             self._back_off(min(delay, max(0.0, self.deadline - time.monotonic())))
+        elif decision.action is Action.SHED:
+            self._wait_out_shed(random.uniform(0, decision.backoff_ceiling))
         return False
+
+    def _wait_out_shed(self, delay: float) -> None:
+        """Wait before asking Flex again, as through an outage: within the outage budget,
+        outside the time limit."""
+        budget = self.settings.outage_budget
+        if self.outage_wait + delay > budget:
+            raise _GiveUp(ErrorKind.CAPACITY, f"Flex shed the prompt for {self.outage_wait:.0f}s,"
+                          f" past GEMINI_TASKS_OUTAGE_BUDGET={budget:g}; last error: "
+                          f"{self.result.error}")  # fmt: skip
+        self._back_off(delay)
+        self.deadline += delay
+        self.outage_wait += delay
+        self.shed_seconds += delay
 
     def _back_off(self, delay: float) -> None:
         """Sleep before the next attempt, looking at the job as it goes: a cancel ends the
@@ -402,7 +433,7 @@ class PromptRun:
             self._check_wait(got)
             self._check_job(model)
             if got.reason == "keys" and got.seconds > self.settings.short_key_wait:
-                raise Park(got.seconds, model, self.carry(waiting_for_key=True))
+                raise Park(got.seconds, model, self.carry(key_due_in=got.seconds))
             # Jitter, so the threads woken for one freed key do not all ask at once.
             pause = min(got.seconds, POLL) + random.uniform(0, 0.05)
             time.sleep(pause)
@@ -411,17 +442,16 @@ class PromptRun:
                 self.key_wait += pause
             else:
                 self.outage_wait += pause
-                self._fall_back()
 
     def _fall_back(self) -> None:
         """Move a flex prompt to the standard tier once Flex has shed it for longer than its
         job allows (`--fallback online --fallback-after`)."""
-        if self.mode is not Mode.FLEX or self.shed_since is None or self.job_id is None:
+        if self.mode is not Mode.FLEX or not self.shed_seconds or self.job_id is None:
             return
         after = self.ctx.job_control(self.job_id).fallback_after
-        if after and time.time() - self.shed_since >= after:
+        if after and self.shed_seconds >= after:
             log.info("task %s: Flex shed it for %.0fs; it goes on on the standard tier",
-                     self.result.task_id, time.time() - self.shed_since)  # fmt: skip
+                     self.result.task_id, self.shed_seconds)  # fmt: skip
             self.mode = Mode.ONLINE
 
     def _check_job(self, model: str) -> None:

@@ -104,7 +104,7 @@ def test_copies_of_a_request_in_flight_wait_in_redis_for_its_answer(fleet, emula
 
 
 def test_a_claim_is_its_holders_again_after_its_worker_died_and_lapses_when_shared(fleet):
-    answers = Answers(fleet.results, fleet.keys, ttl=60)
+    answers = Answers(fleet.results, fleet.keys, ttl=60, claim_ttl=60)
     assert answers.claim("d" * 64, "job-1").lead
     assert answers.claim("d" * 64, "job-2").holder == "job-1"
     assert answers.claim("d" * 64, "job-1").lead  # its prompt, run again elsewhere

@@ -135,3 +135,21 @@ def test_every_outcome_has_a_rule():
     expected = {ErrorKind.QUOTA, ErrorKind.KEY_INVALID, ErrorKind.CAPACITY, ErrorKind.STORAGE,
                 ErrorKind.INVALID_REQUEST, ErrorKind.SERVER}  # fmt: skip
     assert {type(e).kind for e in errors} == expected
+
+
+@pytest.mark.parametrize("shed", [CapacityExhausted("429"), TransientError("503 overloaded")])
+def test_a_flex_call_shed_is_waited_through_however_often_never_failed(shed):
+    flex = Call(project="p", used_uploads=False, flex=True)
+    state = FRESH
+    for n in range(1, 20):  # far past max_retries
+        decision = run(shed, state, flex)
+        assert decision.action is Action.SHED and decision.kind is ErrorKind.CAPACITY
+        assert decision.backoff_ceiling == min(5.0, 2 ** (n - 1))
+        state = decision.state
+    assert state.server_failures == 0
+
+
+def test_a_flex_call_refused_for_quota_or_its_request_is_handled_as_any_call():
+    flex = Call(project="p", used_uploads=False, flex=True)
+    assert run(QuotaExceeded("429 quota"), call=flex).action is Action.AGAIN
+    assert run(InvalidRequest("400"), call=flex).action is Action.FAIL
