@@ -24,6 +24,12 @@ def text_tokens(text: str) -> int:
     return wide + math.ceil((len(text) - wide) / 4)
 
 
+def prompt_text_tokens(prompt: str, system_instruction: str | None) -> int:
+    """About how many tokens a prompt's text counts, its system instruction included (Gemini
+    counts that as input too)."""
+    return text_tokens(prompt) + text_tokens(system_instruction or "")
+
+
 def media_tokens(kind: str, size: int) -> int:
     """About how many tokens a media file of `size` bytes counts, timed by its size."""
     seconds = size / BYTES_PER_SECOND.get(kind, BYTES_PER_SECOND["video"])

@@ -100,9 +100,7 @@ def dry_run(
             continue
         model = record.model or settings.model
         counter = counters.setdefault(model, _MediaCounter(settings, model, result))
-        text = tokens.text_tokens(record.prompt) + tokens.text_tokens(
-            record.system_instruction or ""
-        )
+        text = tokens.prompt_text_tokens(record.prompt, record.system_instruction)
         given = sum(counter.tokens(m) for m in record.media) + text
         answer = int(record.generation_config.get("max_output_tokens") or answer_tokens)
         result.input_tokens += given

@@ -65,11 +65,6 @@ def calibrated(ratio: float, estimated: int, counted: int) -> float:
     return min(max(moved, RATIO_BOUNDS[0]), RATIO_BOUNDS[1])
 
 
-def text_estimate(record: StagedRecord) -> int:
-    """The prompt's text tokens (its system instruction included), by script."""
-    return tokens.text_tokens(record.prompt) + tokens.text_tokens(record.system_instruction or "")
-
-
 def estimate(text: int, ratio: float, media: Sequence[int]) -> int:
     """A prompt's input tokens from its text estimate, the model's ratio and its media's."""
     return max(1, round(text * ratio) + sum(media))
@@ -77,10 +72,12 @@ def estimate(text: int, ratio: float, media: Sequence[int]) -> int:
 
 @dataclass
 class MediaCounts:
-    """Gemini's count of each media part of a prompt (None: not known), and the parts this
-    prompt is to count (no other worker was counting them)."""
+    """Gemini's count of each media part of a prompt (None: not known), the Redis key each
+    count is shared under, and the parts this prompt is to count (no other worker was
+    counting them)."""
 
     counts: list[int | None]
+    names: list[str] = field(default_factory=list)
     mine: set[int] = field(default_factory=set)
 
 
@@ -102,8 +99,10 @@ class TokenCounter:
             # countTokens takes no generation config on the Gemini API, so it would count
             # these parts at the default resolution: they are estimated instead.
             return MediaCounts([None] * len(record.media))
-        names = [self._name(ref, record) for ref in record.media]
-        found = MediaCounts([_count_of(raw) for raw in self.redis.mget(names)] if names else [])
+        resolution = record.generation_config.get("media_resolution")
+        names = [self.keys.media_tokens(media_identity(ref, resolution)) for ref in record.media]
+        raw_counts = self.redis.mget(names) if names else []
+        found = MediaCounts([_count_of(raw) for raw in raw_counts], names)
         deadline = time.monotonic() + COUNT_WAIT
         first: dict[str, int] = {}  # a part sent twice is claimed (and counted) once
         for i, name in enumerate(names):
@@ -129,13 +128,13 @@ class TokenCounter:
             tokens.media_tokens(ref.kind, ref.size) if count is None else count
             for ref, count in zip(record.media, media.counts, strict=True)
         ]
-        return estimate(text_estimate(record), self.ratios.get(model, 1.0), sizes)
+        text_tokens = tokens.prompt_text_tokens(record.prompt, record.system_instruction)
+        return estimate(text_tokens, self.ratios.get(model, 1.0), sizes)
 
     def count_media(
         self,
         client: genai.Client,
         model: str,
-        record: StagedRecord,
         parts: Mapping[int, types.Part],
         media: MediaCounts,
         last_try: bool = True,
@@ -143,7 +142,7 @@ class TokenCounter:
         """Ask countTokens for the parts this prompt claimed (of those in `parts`, by index),
         and share what it says. A part whose count fails stays claimed unless `last_try`."""
         for i in sorted(media.mine & set(parts)):
-            name = self._name(record.media[i], record)
+            name = media.names[i]
             try:
                 total = client.models.count_tokens(model=model, contents=[parts[i]]).total_tokens
             except Exception as exc:  # advisory: the call itself reports a real failure
@@ -157,15 +156,15 @@ class TokenCounter:
                 continue
             else:  # not tried again before the claim would have expired: estimated meanwhile
                 self.redis.set(name, UNCOUNTED, ex=COUNT_CLAIM)
-            for j, other in enumerate(record.media):  # the same part sent again
-                if j == i or self._name(other, record) == name:
+            for j, other in enumerate(media.names):  # the same part sent again too
+                if other == name:
                     media.counts[j] = total or None
             media.mine.discard(i)
 
-    def unclaim(self, record: StagedRecord, media: MediaCounts) -> None:
+    def unclaim(self, media: MediaCounts) -> None:
         """Let other prompts count the parts this one claimed and did not count."""
         if media.mine:
-            self.redis.delete(*(self._name(record.media[i], record) for i in media.mine))
+            self.redis.delete(*(media.names[i] for i in media.mine))
             media.mine.clear()
 
     def observe(self, model: str, record: StagedRecord, media: MediaCounts, counted: int) -> None:
@@ -178,11 +177,8 @@ class TokenCounter:
             return
         with self._lock:
             ratio = self.ratios.get(model, 1.0)
-            self.ratios[model] = calibrated(ratio, text_estimate(record), text_count)
-
-    def _name(self, ref: MediaRef, record: StagedRecord) -> str:
-        resolution = record.generation_config.get("media_resolution")
-        return self.keys.media_tokens(media_identity(ref, resolution))
+            estimated = tokens.prompt_text_tokens(record.prompt, record.system_instruction)
+            self.ratios[model] = calibrated(ratio, estimated, text_count)
 
 
 def _count_of(raw: bytes | str | None) -> int | None:

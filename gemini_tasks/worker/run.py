@@ -180,7 +180,7 @@ class PromptRun:
             try:
                 self._until_done(record, media, model)
             finally:  # a prompt parked or ended before its call leaves its counts to others
-                _quietly(self.ctx.counter.unclaim, record, media.tokens)
+                _quietly(self.ctx.counter.unclaim, media.tokens)
             responses.parse_json(self.result, record.generation_config)
             shared = self.result.answer() if self.result.ok else None
         except Evicted:
@@ -269,10 +269,10 @@ class PromptRun:
                 raise
             self.result.attempts += 1
             self.result.key_id, self.result.model = lease.key.id, model
-            flex = self.mode is Mode.FLEX
             outcome, parts, outage = self._call(lease, record, media, model)
             self._settle(reserved)
-            call = Call(lease.key.project, bool(media.to_upload), outage, flex)
+            # The mode changes only between calls (`_fall_back`): it is the one just made.
+            call = Call(lease.key.project, bool(media.to_upload), outage, self.mode is Mode.FLEX)
             if self._apply(decide(outcome, self.state, self.ctx.policy, call), lease, media, parts):
                 return
 
@@ -290,7 +290,7 @@ class PromptRun:
             key = self.ctx.pool.key_list[0]
             client = client_for(key, self.settings.gemini_base_url, self.settings.request_timeout,
                                 self.ctx.threads)  # fmt: skip
-            self.ctx.counter.count_media(client, model, record, ready, media.tokens, False)
+            self.ctx.counter.count_media(client, model, ready, media.tokens, False)
 
     def _call(
         self, lease: Lease, record: StagedRecord, media: _Media, model: str
@@ -315,8 +315,7 @@ class PromptRun:
             label = str(self.result.task_id or self.result.index)
             request = build_request(record, model, timeout, parts, label=label, flex=flex)
             if media.tokens.mine:  # media counted only once uploaded
-                self.ctx.counter.count_media(client, model, record, dict(enumerate(parts)),
-                                             media.tokens)  # fmt: skip
+                self.ctx.counter.count_media(client, model, dict(enumerate(parts)), media.tokens)
             answer = client.models.generate_content(
                 model=request.model, contents=request.contents, config=request.config
             )
