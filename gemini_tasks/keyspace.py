@@ -31,6 +31,9 @@ the same patterns as the methods below, and tests check that both agree.
     {p}:leases                      zset   lease id -> expiry (Redis clock)
     {p}:lease:<lease>               string key, model, project, tokens, second, acquired_at,
                                            probe (tab-separated)
+    {p}:line:<set>:<model>          zset   ticket -> ticket of each prompt waiting in a thread
+                                           for a key (served lowest ticket first)
+    {p}:line:<set>:<model>:due      zset   ticket -> when that waiter is to ask again
   The scheduler, in the broker's Redis (gemini_tasks/scheduler/lua/prelude.lua names these):
 
     {p}:jobs                        zset   job id -> when it was created
@@ -44,6 +47,7 @@ the same patterns as the methods below, and tests check that both agree.
     {p}:job:<job>:carry             hash   index -> what a parked prompt's next run goes on from
     {p}:submitter:<job>             string present while a producer is still submitting
     {p}:sched:<queue>:<priority>    zset   job id -> its virtual time (fair share: least first)
+    {p}:tickets                     string the last ticket given to a prompt chosen to run
     {p}:workers                     hash   worker id -> its last heartbeat (Redis clock)
     {p}:held:<worker>               set    delivery tags of the messages the worker holds
     {p}:transit:<worker>            hash   "<job>:<index>" -> when fed, until published
@@ -154,6 +158,12 @@ class Keyspace:
     def lease(self, lease_id: str) -> str:
         return f"{self.tag}:lease:{lease_id}"
 
+    def line(self, keyset: str, model: str) -> str:
+        return f"{self.tag}:line:{keyset}:{model}"
+
+    def line_due(self, keyset: str, model: str) -> str:
+        return f"{self.line(keyset, model)}:due"
+
     # -- the scheduler (the same names as pool/scheduler/lua/prelude.lua's `K`) ---------
     def jobs(self) -> str:
         return f"{self.tag}:jobs"
@@ -181,6 +191,9 @@ class Keyspace:
 
     def submitter(self, job_id: str) -> str:
         return f"{self.tag}:submitter:{job_id}"
+
+    def tickets(self) -> str:
+        return f"{self.tag}:tickets"
 
     def sched(self, queue: str, priority: str) -> str:
         return f"{self.tag}:sched:{queue}:{priority}"

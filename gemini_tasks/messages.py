@@ -54,11 +54,15 @@ def publish(
     record: dict[str, Any],
     queue: str,
     carry: dict[str, Any] | None = None,
+    ticket: int | None = None,
 ) -> None:
     """Queue prompt `index` of job `job_id` on `queue`; `carry` is what a parked prompt
-    goes on from. The worker records the result itself (`ignore_result`): Celery does not."""
+    goes on from, `ticket` its place in line for keys. The worker records the result itself
+    (`ignore_result`): Celery does not."""
     args = (record, index)
-    kwargs = {"carry": carry} if carry is not None else {}
+    kwargs: dict[str, Any] = {"carry": carry} if carry is not None else {}
+    if ticket is not None:
+        kwargs["ticket"] = ticket
     options = app.amqp.router.route({"queue": queue}, GENERATE, args, kwargs)
     message = app.amqp.create_task_message(
         task_id(job_id, index), GENERATE, args, kwargs, group_id=job_id, group_index=index,

@@ -57,6 +57,11 @@ class PoolConfig:
     # No Retry-After longer than this is believed (one has been seen at 2**63 seconds).
     max_retry_delay: float = 86400.0
     window: float = field(default=WINDOW)
+    # A prompt that waits for a key at most `line_hold` seconds waits in line for it (see
+    # lua/acquire.lua); one that has not asked again `line_grace` seconds after it was due
+    # loses its place.
+    line_hold: float = 5.0
+    line_grace: float = 2.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PoolConfig:
@@ -67,6 +72,7 @@ class PoolConfig:
             max_exhausted_retries=settings.max_exhausted_retries,
             limits=settings.limits,
             lease_seconds=settings.request_timeout + 30,
+            line_hold=settings.short_key_wait,
         )
 
     def script_settings(self) -> dict[str, float]:
@@ -85,6 +91,8 @@ class PoolConfig:
             "capacity_max": self.capacity_max,
             "max_retry_delay": self.max_retry_delay,
             "window": self.window,
+            "line_hold": self.line_hold,
+            "line_grace": self.line_grace,
         }
 
 
@@ -188,12 +196,15 @@ class KeyPool:
             *flat,
         )
 
-    def acquire(self, model: str, tokens: int = 1) -> Lease | NoKeyYet:
-        """Lease the least recently used usable key, or learn how long until one is usable."""
+    def acquire(self, model: str, tokens: int = 1, ticket: int | None = None) -> Lease | NoKeyYet:
+        """Lease the least recently used usable key, or learn how long until one is usable.
+        `ticket` is the prompt's place in line for keys (the scheduler's order of choosing
+        prompts); without one, a caller goes behind every waiter."""
         lease_id = uuid.uuid4().hex
         reply = self._run(
-            "acquire", self.keyset, model, lease_id, tokens, daily_resets(time.time())
-        )
+            "acquire", self.keyset, model, lease_id, tokens, daily_resets(time.time()),
+            "" if ticket is None else ticket,
+        )  # fmt: skip
         verdict = reply[0].decode()
         if verdict == "ok":
             return Lease(lease_id, self.keys[reply[1].decode()], model, float(reply[2]))

@@ -108,6 +108,7 @@ class Fed:
     index: int
     record: str  # the task argument, as JSON
     carry: str = ""  # what a parked prompt's run goes on from, as JSON ("" for a fresh one)
+    ticket: int | None = None  # its place in line for keys (see lua/dispatch.lua)
 
 
 class JobQueue:
@@ -184,9 +185,10 @@ class JobQueue:
         models = "*" if usable is None else " ".join(usable)
         flat = self._run("dispatch", self.keys.workers(), queue, want, worker, models)
         return [
-            Fed(text(flat[i]), int(flat[i + 1]), text(flat[i + 2]), text(flat[i + 3]))
-            for i in range(0, len(flat), 4)
-        ]
+            Fed(text(flat[i]), int(flat[i + 1]), text(flat[i + 2]), text(flat[i + 3]),
+                int(flat[i + 4]))
+            for i in range(0, len(flat), 5)
+        ]  # fmt: skip
 
     def published(self, worker: str, fed: Sequence[Fed]) -> None:
         if fed:

@@ -69,6 +69,7 @@ class Feeder(threading.Thread):
             for each in fed:
                 carry = json.loads(each.carry) if each.carry else None
                 record = json.loads(each.record)
-                publish(self.app, producer, each.job, each.index, record, queue, carry)
+                publish(self.app, producer, each.job, each.index, record, queue, carry,
+                        each.ticket)  # fmt: skip
         self.ctx.queue.published(worker, fed)
         return len(fed)

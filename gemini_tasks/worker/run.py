@@ -105,9 +105,11 @@ class PromptRun:
         task_id: str | None,
         carry: dict[str, Any] | None,
         job_id: str | None = None,
+        ticket: int | None = None,
     ):
         carry = carry or {}
         self.ctx, self.settings, self.job_id = ctx, ctx.runtime.settings, job_id
+        self.ticket = ticket  # its place in line for keys
         self.raw_record = raw_record
         self.result = Result(index=index, metadata=metadata_of(raw_record), task_id=task_id)
         self.result.attempts = carry.get("attempts", 0)
@@ -426,7 +428,7 @@ class PromptRun:
     def _lease(self, model: str, tokens: int) -> Lease:
         """A key for the next call, waiting as the pool says; re-queues for long key waits."""
         while True:
-            got = self.ctx.pool.acquire(model, tokens)
+            got = self.ctx.pool.acquire(model, tokens, self.ticket)
             if isinstance(got, Lease):
                 return got
             self._check_wait(got)

@@ -104,7 +104,9 @@ def _ended(ctx: WorkerContext, job_id: str, result: Result) -> Any:
     return None
 
 
-def _run(ctx: WorkerContext, task: Task[Any, Any], record: Any, index: int, carry: Any) -> Any:
+def _run(
+    ctx: WorkerContext, task: Task[Any, Any], record: Any, index: int, carry: Any, ticket: Any
+) -> Any:
     job_id = task.request.group
     task_id = str(task.request.id)
     if job_id is None:  # sent outside a job (a test, an operator): stored, nothing counted
@@ -123,7 +125,8 @@ def _run(ctx: WorkerContext, task: Task[Any, Any], record: Any, index: int, carr
         return _ended(ctx, job_id, refused)
     if ctx.job_control(job_id).state is JobState.PAUSED:
         _park(task, job_id, index, Park(0.0, "", carry or {}))
-    result = PromptRun(ctx, record, index, task_id, carry, job_id).run()
+    ticket = ticket if isinstance(ticket, int) else None
+    result = PromptRun(ctx, record, index, task_id, carry, job_id, ticket).run()
     result.worker = task.request.hostname
     return _ended(ctx, job_id, result)
 
@@ -151,13 +154,17 @@ def _park(task: Task[Any, Any], job_id: str, index: int, wait: Park) -> NoReturn
     Strategy="gemini_tasks.worker.strategy:once_per_prompt",
 )
 def generate(
-    self: Task[Any, Any], record: Any, index: int = 0, carry: dict[str, Any] | None = None
+    self: Task[Any, Any],
+    record: Any,
+    index: int = 0,
+    carry: dict[str, Any] | None = None,
+    ticket: int | None = None,
 ) -> Any:
     """Celery entry point: one prompt record in, its `Result` recorded."""
     ctx = context.current()
     ctx.started()
     try:
-        return _run(ctx, self, record, index, carry)
+        return _run(ctx, self, record, index, carry, ticket)
     except Park as wait:
         _park(self, str(self.request.group), index, wait)
     except Evicted:

@@ -318,7 +318,8 @@ def test_the_scripts_name_every_key_as_the_keyspace_does(make_pool, client):
         return {K.registry(), K.config(), K.limits(), K.models(), K.leases(), K.lease('L'),
           K.keyset('S'), K.key('k'), K.key_state('k', 'm'), K.holders('k'), K.ready('S', 'm'),
           K.members('p'), K.project('p', 'm'), K.learned('p', 'm'), K.rpm('p', 'm'),
-          K.tpm('p', 'm'), K.rpd('p', 'm', 1700000000), K.model('m')}
+          K.tpm('p', 'm'), K.rpd('p', 'm', 1700000000), K.model('m'), K.line('S', 'm'),
+          K.line_due('S', 'm')}
     """
     )
     names = [n.decode() for n in client.eval(lua, 0, keys.tag)]
@@ -327,7 +328,8 @@ def test_the_scripts_name_every_key_as_the_keyspace_does(make_pool, client):
         keys.lease("L"), keys.keyset("S"), keys.key("k"), keys.key_state("k", "m"),
         keys.holders("k"), keys.ready("S", "m"), keys.members("p"), keys.project_state("p", "m"),
         keys.learned("p", "m"), keys.rpm_window("p", "m"), keys.tpm_window("p", "m"),
-        keys.rpd_count("p", "m", 1700000000), keys.model_state("m"),
+        keys.rpd_count("p", "m", 1700000000), keys.model_state("m"), keys.line("S", "m"),
+        keys.line_due("S", "m"),
     ]  # fmt: skip
 
 
@@ -339,7 +341,8 @@ def test_the_scheduler_scripts_name_every_key_as_the_keyspace_does(make_pool, cl
         return {K.jobs(), K.active(), K.job('j'), K.args('j'), K.todo('j'), K.inflight('j'),
           K.rpm('j'), K.carry('j'), K.submitter('j'), K.sched('q', 'high'), K.workers(),
           K.held('w'), K.transit('w'), K.evicted('w'), K.counts('j'), K.events('j'),
-          K.failed('j', 'quota'), K.metrics('j'), K.answer('d'), K.claim('d'), K.answers('j')}
+          K.failed('j', 'quota'), K.metrics('j'), K.answer('d'), K.claim('d'), K.answers('j'),
+          K.tickets()}
     """
     )
     names = [n.decode() for n in client.eval(lua, 0, keys.tag)]
@@ -349,7 +352,7 @@ def test_the_scheduler_scripts_name_every_key_as_the_keyspace_does(make_pool, cl
         keys.sched("q", "high"), keys.workers(), keys.held("w"), keys.transit("w"),
         keys.evicted("w"), keys.job_counts("j"), keys.job_events("j"),
         keys.job_failed("j", "quota"), keys.job_metrics("j"), keys.answer("d"), keys.claim("d"),
-        keys.job_answers("j"),
+        keys.job_answers("j"), keys.tickets(),
     ]  # fmt: skip
 
 
@@ -446,3 +449,46 @@ def test_the_odd_server_error_never_opens_the_circuit(make_pool):
     for i in range(40):  # two calls in three fail: errors, not an outage
         outcome = pool.release(pool.acquire(MODEL), TransientError("503") if i % 3 else None)
         assert not outcome.outage
+
+
+def line_of(pool: KeyPool, client: redis.Redis) -> list[int]:
+    return [int(t) for t in client.zrange(pool.keyspace.line(pool.keyset, MODEL), 0, -1)]
+
+
+def cooled_down(pool: KeyPool) -> NoKeyYet:
+    """Prove A, use it once more with ticket 1, and return how long it now cools down."""
+    prove(pool, A)
+    time.sleep(pool.config.cooldown)
+    pool.release(pool.acquire(MODEL, ticket=1), None, 1)
+    wait = pool.acquire(MODEL, ticket=2)
+    assert isinstance(wait, NoKeyYet)
+    return wait
+
+
+def test_a_key_that_comes_free_goes_to_the_first_in_line_not_the_first_to_ask(make_pool, client):
+    # The scheduler numbers prompts in the order it chose them (priority, fair share);
+    # threads waiting for a key ask again in whatever order they wake.
+    pool = make_pool([A], cooldown=0.3, line_grace=30.0)
+    wait = cooled_down(pool)
+    assert isinstance(pool.acquire(MODEL, ticket=3), NoKeyYet)
+    assert line_of(pool, client) == [2, 3]
+    time.sleep(wait.seconds + 0.01)
+    assert isinstance(pool.acquire(MODEL, ticket=3), NoKeyYet)  # first to ask; 2 is due
+    assert isinstance(pool.acquire(MODEL), NoKeyYet)  # no ticket: behind every waiter
+    assert isinstance(pool.acquire(MODEL, ticket=2), Lease)
+    assert line_of(pool, client) == [3]
+
+
+def test_a_waiter_that_does_not_ask_again_when_due_loses_its_place(make_pool, client):
+    pool = make_pool([A], cooldown=0.3, line_grace=0.0)
+    wait = cooled_down(pool)
+    time.sleep(wait.seconds + 0.01)
+    assert isinstance(pool.acquire(MODEL, ticket=3), Lease)
+    assert line_of(pool, client) == []
+
+
+def test_a_wait_too_long_for_a_thread_takes_no_place_in_line(make_pool, client):
+    # Its prompt parks in Redis; the scheduler gives it a new ticket when it runs again.
+    pool = make_pool([A], cooldown=0.3, line_hold=0.1, line_grace=30.0)
+    wait = cooled_down(pool)
+    assert wait.seconds > 0.1 and line_of(pool, client) == []

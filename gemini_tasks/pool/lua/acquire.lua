@@ -1,7 +1,12 @@
 -- Lease the least recently used usable key of a key set for one call, or say exactly how
 -- long until one is usable and why.
+-- Callers that wait wait in line: each prompt carries the ticket the scheduler gave it when
+-- it chose the prompt (in priority and fair-share order), and a key that comes free goes to
+-- the lowest ticket due to ask for it, not to whichever thread asks first. Without the line,
+-- a per-minute quota coming back at once is a race that no job's share decides.
 -- KEYS     {p}:config, naming the hash slot every key below is in
--- ARGV     tag, set, model, lease_id, tokens, resets
+-- ARGV     tag, set, model, lease_id, tokens, resets, ticket ("" when the prompt has none:
+--          it goes behind every waiter)
 -- Returns  {"ok", key, now} | {"wait", seconds, reason} | {"none"} when every key has failed.
 -- Cost     O(log n) in the key set's size: the ready index is ordered by when each key is
 --          usable; a key found unusable for a reason the index did not know (its project's
@@ -10,9 +15,11 @@ local set, model, lease_id = ARGV[2], ARGV[3], ARGV[4]
 local tokens = tonumber(ARGV[5])
 local now = redis_now()
 local reset = next_reset(ARGV[6], now)
-local cfg = config('window', 'lease_seconds', 'probe_wait', 'cooldown')
+local ticket = tonumber(ARGV[7])
+local cfg = config('window', 'lease_seconds', 'probe_wait', 'cooldown', 'line_hold', 'line_grace')
 local window, lease_ttl = cfg.window or 61, cfg.lease_seconds or 150
 local probe_wait, cooldown = cfg.probe_wait or 0.2, cfg.cooldown or 0
+local line_hold, line_grace = cfg.line_hold or 5, cfg.line_grace or 2
 
 -- Leases of workers that died mid-call: give their in-flight slots back.
 local leases = K.leases()
@@ -30,6 +37,49 @@ end
 
 local blocked, why, probe = model_wait(model, now, probe_wait)
 if blocked > 0 then return {'wait', tostring(blocked), why} end
+
+-- The line: ticket -> ticket, and ticket -> when that waiter was told to ask again. A waiter
+-- that has not asked by then plus `line_grace` is taken for gone (its prompt parked, ended
+-- or died with its worker).
+local line, line_due = K.line(set, model), K.line_due(set, model)
+local gone = redis.call('ZRANGEBYSCORE', line_due, '-inf', now - line_grace, 'LIMIT', 0, 256)
+if #gone > 0 then
+  redis.call('ZREM', line, unpack(gone))
+  redis.call('ZREM', line_due, unpack(gone))
+end
+
+local function leave_line()
+  if ticket then
+    redis.call('ZREM', line, ARGV[7])
+    redis.call('ZREM', line_due, ARGV[7])
+  end
+end
+
+-- Wait `seconds` in line: a caller that will ask again from its thread keeps its place.
+local function wait_in_line(seconds, reason)
+  if ticket and seconds <= line_hold then
+    redis.call('ZADD', line, ticket, ARGV[7])
+    redis.call('ZADD', line_due, now + seconds, ARGV[7])
+  else
+    leave_line()
+  end
+  return {'wait', tostring(seconds), reason}
+end
+
+-- Whether a waiter ahead of this caller is due to ask now: the key it asks for is theirs.
+-- Only the first few of the line are looked at, so the check stays O(log n).
+local function someone_ahead()
+  local first = redis.call('ZRANGE', line, 0, 7, 'WITHSCORES')
+  for i = 1, #first, 2 do
+    if ticket and tonumber(first[i + 1]) >= ticket then return false end
+    if number(redis.call('ZSCORE', line_due, first[i])) <= now then return true end
+  end
+  return false
+end
+
+-- Asked again before the one ahead had its turn: a short pause, the place in line kept.
+local LINE_PAUSE = 0.05
+if someone_ahead() then return wait_in_line(LINE_PAUSE, 'keys') end
 
 -- When `key` may next be leased for this call, with its project and the project's limits;
 -- nil if the key has failed.
@@ -83,15 +133,19 @@ local function grant(ready, key, project, limit)
   redis.call('SET', K.lease(lease_id), table.concat(fields, '\t'), 'EX', math.ceil(lease_ttl) + 60)
   redis.call('ZADD', leases, now + lease_ttl, lease_id)
   if probe then redis.call('HSET', K.model(model), 'probe', lease_id) end
+  leave_line()
   return {'ok', key, tostring(now)}
 end
 
 local ready = ensure_ready(set, model)
 for _ = 1, 16 do
   local top = redis.call('ZRANGE', ready, 0, 0, 'WITHSCORES')
-  if #top == 0 then return {'none'} end
+  if #top == 0 then
+    leave_line()
+    return {'none'}
+  end
   local key, hint = top[1], tonumber(top[2])
-  if hint > now then return {'wait', tostring(hint - now), 'keys'} end
+  if hint > now then return wait_in_line(hint - now, 'keys') end
   local free_at, project, limit = key_free_at(key)
   if free_at == nil then
     redis.call('ZREM', ready, key)
@@ -102,4 +156,4 @@ for _ = 1, 16 do
   end
 end
 -- Every candidate looked at needed a new score: the caller asks again at once.
-return {'wait', '0', 'keys'}
+return wait_in_line(0, 'keys')

@@ -10,6 +10,7 @@ local PATTERNS = {
   key_state = '%s:key:%s:%s', holders = '%s:holders:%s', ready = '%s:ready:%s:%s',
   members = '%s:members:%s', project = '%s:project:%s:%s', learned = '%s:learned:%s:%s',
   rpm = '%s:rpm:%s:%s', tpm = '%s:tpm:%s:%s', rpd = '%s:rpd:%s:%s:%d', model = '%s:model:%s',
+  line = '%s:line:%s:%s', line_due = '%s:line:%s:%s:due',
 }
 local K = setmetatable({}, {__index = function(_, name)
   local pattern = PATTERNS[name]

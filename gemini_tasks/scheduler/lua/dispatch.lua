@@ -5,9 +5,11 @@
 -- model none of this worker's keys can serve now, are passed over.
 -- KEYS     {p}:workers, naming the hash slot every key below is in
 -- ARGV     tag, queue, want, worker, usable models ("*": all; else space-separated)
--- Returns  {job, index, task argument, carry, ...} for up to `want` minus the messages already
---          queued; each is recorded in the job's inflight set and in the worker's transit
---          hash until the worker has published it.
+-- Returns  {job, index, task argument, carry, ticket, ...} for up to `want` minus the
+--          messages already queued; each is recorded in the job's inflight set and in the
+--          worker's transit hash until the worker has published it. The ticket numbers the
+--          prompts in the order chosen, cluster-wide: the key pool serves waiting prompts in
+--          that order (pool/lua/acquire.lua), so the choice made here holds when keys are few.
 local queue, want, worker, usable = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local now = redis_now()
 local room = want - redis.call('LLEN', queue)
@@ -51,6 +53,7 @@ local function feed(job)
   table.insert(out, index)
   table.insert(out, record)
   table.insert(out, redis.call('HGET', K.carry(job), index) or '')
+  table.insert(out, redis.call('INCR', K.tickets()))
   room = room - 1
   return true
 end
