@@ -37,6 +37,13 @@ class EmulatorConfig:
     video_processing_seconds: float = 1.0
     # The Files API's storage per project (ai.google.dev/gemini-api/docs/files): 20 GB.
     storage_bytes: int = PROJECT_STORAGE_BYTES
+    # Batch Mode (see emulator/batches.py): how long a batch takes (Gemini's target is 24
+    # hours), when an unfinished one expires, whether batches end FAILED, and how many
+    # unfinished batches a project may have.
+    batch_seconds: float = 1.0
+    batch_expire_seconds: float = 48 * 3600
+    batch_fails: bool = False
+    batch_concurrent: int = 100
 
 
 def _limits(raw: dict[str, Any]) -> Limits:
@@ -71,6 +78,8 @@ def limit_table(update: dict[str, Any], current: LimitTable) -> LimitTable:
 _SCALARS = {
     "latency": float, "latency_jitter": float, "thoughts_tokens": int,
     "request_limit_bytes": int, "video_processing_seconds": float, "storage_bytes": int,
+    "batch_seconds": float, "batch_expire_seconds": float, "batch_fails": bool,
+    "batch_concurrent": int,
 }  # fmt: skip
 
 

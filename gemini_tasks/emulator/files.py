@@ -100,17 +100,23 @@ class FileStore:
 
     def finish(self, upload_id: str) -> StoredFile:
         upload = self.pending.pop(upload_id)
+        return self.add(upload.project, upload.mime_type, bytes(upload.data), upload.display_name)
+
+    def add(
+        self, project: str, mime_type: str, data: bytes, display_name: str | None = None
+    ) -> StoredFile:
+        """Store a file of `project`'s: uploaded, or written by Gemini (a batch's answers)."""
         now = time.time()
-        processing = self.video_processing_seconds if upload.mime_type.startswith("video/") else 0
+        processing = self.video_processing_seconds if mime_type.startswith("video/") else 0
         stored = StoredFile(
             id=uuid.uuid4().hex[:12],
-            project=upload.project,
-            mime_type=upload.mime_type,
-            data=bytes(upload.data),
+            project=project,
+            mime_type=mime_type,
+            data=data,
             created=now,
             expires=now + self.ttl,
             ready_at=now + processing,
-            display_name=upload.display_name,
+            display_name=display_name,
         )
         self.files[stored.id] = stored
         return stored

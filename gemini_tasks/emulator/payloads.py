@@ -269,3 +269,16 @@ def file_storage_exhausted(limit: int) -> Body:
 
 def payload_too_large(limit: int) -> Body:
     return invalid_argument(f"Request payload size exceeds the limit: {limit} bytes.")
+
+
+def batch_limit(limit: int) -> Body:
+    """A project's concurrent batches are limited (ai.google.dev/gemini-api/docs/rate-limits,
+    Batch Mode); `batches.create` can answer 429 (googleapis/python-genai#2974)."""
+    return error(429, "RESOURCE_EXHAUSTED",
+                 f"You have reached the limit of {limit} concurrent batch jobs for this project."
+                 f" Please wait for a batch to finish. For more information, see "
+                 f"{RATE_LIMIT_DOCS}.")  # fmt: skip
+
+
+def batch_not_found(batch_id: str) -> Body:
+    return error(404, "NOT_FOUND", f"Batch batches/{batch_id} not found.")

@@ -9,6 +9,7 @@ use.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -21,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from gemini_tasks.emulator import answers, payloads
+from gemini_tasks.emulator.batches import Batch, BatchStore
 from gemini_tasks.emulator.config import EmulatorConfig, apply
 from gemini_tasks.emulator.files import MAX_FILE_BYTES, FileStore
 from gemini_tasks.emulator.quotas import QuotaBook
@@ -39,7 +41,8 @@ from gemini_tasks.keys import key_id
 log = logging.getLogger(__name__)
 
 API_VERSIONS = ("v1", "v1beta", "v1alpha")
-METHODS = ("generateContent", "countTokens")
+BATCH = "batchGenerateContent"
+METHODS = ("generateContent", "countTokens", BATCH)
 Body = dict[str, Any]
 
 
@@ -68,6 +71,7 @@ class Emulator:
         self.files = FileStore(
             config.file_ttl_seconds, config.video_processing_seconds, config.storage_bytes
         )
+        self.batches = BatchStore()
         self.attempts: dict[str, int] = {}
         self.rules_since = time.time()
         self.release = asyncio.Event()
@@ -79,6 +83,10 @@ class Emulator:
         app.router.add_post("/upload/{version}/files", self.handle_upload)
         app.router.add_get("/{version}/files/{file_id}", self.handle_get_file)
         app.router.add_delete("/{version}/files/{file_id}", self.handle_delete_file)
+        app.router.add_get("/{version}/batches", self.handle_list_batches)
+        app.router.add_get("/{version}/batches/{batch_id}", self.handle_get_batch)
+        app.router.add_post("/{version}/batches/{batch_id}", self.handle_cancel_batch)
+        app.router.add_delete("/{version}/batches/{batch_id}", self.handle_delete_batch)
         app.router.add_post("/_emulator/expire_files", self.handle_expire_files)
         app.router.add_get("/_emulator/stats", self.handle_stats)
         app.router.add_post("/_emulator/reset", self.handle_reset)
@@ -152,6 +160,10 @@ class Emulator:
         try:
             key, project = self._route(request, model, method)
             body = await _json_body(request)
+            if method == BATCH:
+                created = self._create_batch(body, model, project, key)
+                stats.record("batch_create", key, project, model, None, started)
+                return web.json_response(created.to_json())
             if method == "countTokens":
                 contents = validate_contents(body.get("generateContentRequest", body))
                 tokens = answers.prompt_tokens(contents, self._file_data)
@@ -271,6 +283,130 @@ class Emulator:
         body = answers.without_text(rule.answer, rule.reason, call.model, tokens, response_id)
         return web.json_response(body), rule.answer
 
+    # -- Batch Mode (emulator/batches.py) ----------------------------------------------
+
+    def _create_batch(self, body: Body, model: str, project: str, key: str) -> Batch:
+        spec = body.get("batch")
+        if not isinstance(spec, dict):
+            raise Rejected(400, payloads.invalid_argument("batch is required."), "400")
+        source = spec.get("inputConfig") or {}
+        input_file = source.get("fileName")
+        if input_file:
+            requests = self._batch_file(str(input_file), project)
+        else:
+            requests = (source.get("requests") or {}).get("requests") or []
+        if not isinstance(requests, list) or not requests:
+            message = "* BatchGenerateContentRequest.batch.input_config: requests are required"
+            raise Rejected(400, payloads.invalid_argument(message), "400")
+        self._advance_batches(project)
+        if self.batches.unfinished(project) >= self.config.batch_concurrent:
+            raise Rejected(429, payloads.batch_limit(self.config.batch_concurrent), "429")
+        now = time.time()
+        return self.batches.add({
+            "project": project, "model": model, "key_id": key,
+            "display_name": str(spec.get("displayName") or ""), "requests": requests,
+            "input_file": input_file, "created": now, "done_at": now + self.config.batch_seconds,
+            "expires_at": now + self.config.batch_expire_seconds,
+            "fails": self.config.batch_fails,
+        })  # fmt: skip
+
+    def _batch_file(self, name: str, project: str) -> list[Body]:
+        """The requests of an uploaded JSONL file: one `{"key", "request"}` object a line."""
+        file_id = name.rpartition("/")[2]
+        stored = self.files.get(file_id, project)
+        if stored is None:
+            raise Rejected(403, payloads.file_not_found(file_id), "403")
+        requests = []
+        for n, line in enumerate(stored.data.decode("utf-8", "replace").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                item = camel_case(json.loads(line))
+            except json.JSONDecodeError:
+                item = None
+            if not isinstance(item, dict) or not isinstance(item.get("request"), dict):
+                message = f"Invalid JSON on line {n} of {name}: expected {{key, request}}."
+                raise Rejected(400, payloads.invalid_argument(message), "400")
+            requests.append(item)
+        return requests
+
+    def _advance_batches(self, project: str) -> None:
+        now = time.time()
+        for batch in self.batches.of(project):
+            batch.advance(now, self._answer_batch)
+
+    def _answer_batch(self, batch: Batch) -> None:
+        """Answer every request of a batch, each as generateContent would, on the batch tier
+        and outside the interactive quota (Batch Mode has its own limits)."""
+        for item in batch.requests:
+            answer, outcome = self._answer_item(batch, item["request"])
+            tag = {"key": item["key"]} if "key" in item else {"metadata": item.get("metadata")}
+            batch.outputs.append({**answer, **tag})
+            self.stats.record(outcome, batch.key_id, batch.project, batch.model, None,
+                              time.time(), tier="batch")  # fmt: skip
+        if batch.input_file:
+            lines = "".join(json.dumps(o) + "\n" for o in batch.outputs)
+            stored = self.files.add(batch.project, "application/jsonl", lines.encode(),
+                                    f"{batch.name} responses")  # fmt: skip
+            batch.output_file = f"files/{stored.id}"
+
+    def _answer_item(self, batch: Batch, request: Body) -> tuple[Body, str]:
+        try:
+            call, contents, config = self._prepare(request, batch.model, batch.project,
+                                                   batch.key_id)  # fmt: skip
+            call = dataclasses.replace(call, tier="batch")
+            rule = next((r for r in self.config.rules if r.answer in TERMINAL
+                         and r.matches(call)), None)  # fmt: skip
+            parts = (request.get("systemInstruction") or {}).get("parts", [])
+            system = " ".join(str(p.get("text", "")) for p in parts)
+            tokens = answers.prompt_tokens(contents, self._file_data, system)
+            response_id = uuid.uuid4().hex[:22]
+            if rule is not None:
+                rule.hits += 1
+                if rule.answer in ("hang", "502"):  # what a batch reports for a lost call
+                    raise Rejected(504, payloads.deadline_exceeded(), rule.answer)
+                if rule.answer != "malformed_json":
+                    response, outcome = self._answer_rule(rule, call, tokens, response_id)
+                    return {"response": json.loads(getattr(response, "text", "{}"))}, outcome
+            answer = answers.echo(call.model, contents, config, response_id, self._file_data,
+                                  self.config.thoughts_tokens, system)  # fmt: skip
+            return {"response": answer}, "ok"
+        except Rejected as rejected:
+            return {"error": rejected.body["error"]}, rejected.outcome
+
+    def _batch_of(self, request: web.Request) -> tuple[Batch | None, str, str]:
+        _, project = self._authenticate(request)
+        batch_id, _, action = request.match_info["batch_id"].partition(":")
+        self._advance_batches(project)
+        return self.batches.get(batch_id, project), batch_id, action
+
+    async def handle_get_batch(self, request: web.Request) -> web.Response:
+        batch, batch_id, _ = self._batch_of(request)
+        if batch is None:
+            return web.json_response(payloads.batch_not_found(batch_id), status=404)
+        return web.json_response(batch.to_json())
+
+    async def handle_cancel_batch(self, request: web.Request) -> web.Response:
+        batch, batch_id, action = self._batch_of(request)
+        if action != "cancel":
+            return web.json_response(payloads.error(404, "NOT_FOUND", "Not Found"), status=404)
+        if batch is None:
+            return web.json_response(payloads.batch_not_found(batch_id), status=404)
+        batch.cancel(time.time())
+        return web.json_response({})
+
+    async def handle_delete_batch(self, request: web.Request) -> web.Response:
+        _, project = self._authenticate(request)
+        batch_id = request.match_info["batch_id"]
+        if not self.batches.delete(batch_id, project):
+            return web.json_response(payloads.batch_not_found(batch_id), status=404)
+        return web.json_response({})
+
+    async def handle_list_batches(self, request: web.Request) -> web.Response:
+        _, project = self._authenticate(request)
+        self._advance_batches(project)
+        return web.json_response({"operations": [b.to_json() for b in self.batches.of(project)]})
+
     # -- the Files API ------------------------------------------------------------------
 
     async def handle_upload(self, request: web.Request) -> web.Response:
@@ -321,11 +457,13 @@ class Emulator:
         )
 
     async def handle_get_file(self, request: web.Request) -> web.Response:
-        file_id = request.match_info["file_id"]
+        file_id, _, action = request.match_info["file_id"].partition(":")
         _, project = self._authenticate(request)
         stored = self.files.get(file_id, project)
         if stored is None:
             return web.json_response(payloads.file_not_found(file_id), status=403)
+        if action == "download":  # the files Gemini writes, such as a batch's answers
+            return web.Response(body=stored.data, content_type=stored.mime_type)
         base = f"{request.scheme}://{request.host}"
         return web.json_response(stored.to_json(base, request.match_info["version"], time.time()))
 
@@ -349,6 +487,7 @@ class Emulator:
     async def handle_reset(self, request: web.Request) -> web.Response:
         self.stats = Stats()
         self.files.expire_all()
+        self.batches = BatchStore()
         self.quotas.reset()
         self.attempts.clear()
         return web.json_response({"ok": True})

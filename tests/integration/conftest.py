@@ -75,6 +75,10 @@ DEFAULTS = {
     "request_limit_bytes": 20 * 1024 * 1024,
     "video_processing_seconds": 0.3,
     "storage_bytes": 20 * 1024**3,
+    "batch_seconds": 1.0,
+    "batch_expire_seconds": 48 * 3600,
+    "batch_fails": False,
+    "batch_concurrent": 100,
 }
 
 
