@@ -40,8 +40,8 @@ def test_an_inline_batch_answers_each_request_with_its_metadata(emulator):
             {"answer": "finish", "reason": "SAFETY", "contains": "forbidden", "tiers": ["batch"]}
         ]
     )
-    requests = [_request("first question", "7"), _request("forbidden words", "3"),
-                {"contents": [{"role": "user", "parts": []}], "metadata": {"key": "9"}}]  # fmt: skip
+    empty = {"contents": [{"role": "user", "parts": []}], "metadata": {"key": "9"}}
+    requests = [_request("first question", "7"), _request("forbidden words", "3"), empty]
     created = client.batches.create(model=MODEL, src=requests,
                                     config={"display_name": "job-1:0"})  # fmt: skip
     assert created.state.name == "JOB_STATE_PENDING" and created.display_name == "job-1:0"
