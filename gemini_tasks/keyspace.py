@@ -48,6 +48,13 @@ the same patterns as the methods below, and tests check that both agree.
     {p}:submitter:<job>             string present while a producer is still submitting
     {p}:sched:<queue>:<priority>    zset   job id -> its virtual time (fair share: least first)
     {p}:tickets                     string the last ticket given to a prompt chosen to run
+    {p}:batch:<batch>               hash   a Batch Mode batch: job, state (formed, creating,
+                                           pending), indexes (JSON), round, owner, project,
+                                           key_id, name (Gemini's), submitted_at, polls, model
+    {p}:batches                     zset   batch id -> when it is next due for a look (a
+                                           worker holding it pushes this out)
+    {p}:job:<job>:batches           set    the job's batches
+    {p}:holding:<worker>            set    the batches a worker holds (due at once if it dies)
     {p}:workers                     hash   worker id -> its last heartbeat (Redis clock)
     {p}:held:<worker>               set    delivery tags of the messages the worker holds
     {p}:transit:<worker>            hash   "<job>:<index>" -> when fed, until published
@@ -194,6 +201,18 @@ class Keyspace:
 
     def tickets(self) -> str:
         return f"{self.tag}:tickets"
+
+    def batch(self, batch_id: str) -> str:
+        return f"{self.tag}:batch:{batch_id}"
+
+    def batches(self) -> str:
+        return f"{self.tag}:batches"
+
+    def job_batches(self, job_id: str) -> str:
+        return f"{self.tag}:job:{job_id}:batches"
+
+    def holding(self, worker: str) -> str:
+        return f"{self.tag}:holding:{worker}"
 
     def sched(self, queue: str, priority: str) -> str:
         return f"{self.tag}:sched:{queue}:{priority}"

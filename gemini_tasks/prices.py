@@ -82,6 +82,11 @@ def call_cost(price: Price | None, usage: dict[str, Any] | None, mode: str = "on
     return usd * DISCOUNTS.get(mode, 1.0)
 
 
+def online_cost(cost: float, mode: str | None) -> float:
+    """What a call that cost `cost` in `mode` would have cost online."""
+    return cost / DISCOUNTS.get(mode or "online", 1.0)
+
+
 def estimate(
     price: Price | None, input_tokens: int, output_tokens: int, mode: str = "online"
 ) -> float:

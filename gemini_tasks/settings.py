@@ -54,6 +54,8 @@ class Settings:
     limits: LimitTable
     max_key_wait: float
     short_key_wait: float
+    batch_size: int  # prompts per Batch Mode batch, at most
+    batch_poll: float  # seconds between looks at a pending batch, at most
     outage_budget: float
     worker_dead_after: float
     lost_after: float
@@ -235,6 +237,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         limits=_limits(e, model),
         max_key_wait=e.get("MAX_KEY_WAIT", 90000.0, _SECONDS),
         short_key_wait=e.get("SHORT_KEY_WAIT", 5.0, _SECONDS),
+        batch_size=e.get("BATCH_SIZE", 500, _POSITIVE_INT),
+        batch_poll=e.get("BATCH_POLL", 60.0, _POSITIVE_FLOAT),
         outage_budget=e.get("OUTAGE_BUDGET", 6 * 3600.0, _SECONDS),
         worker_dead_after=e.get("WORKER_DEAD_AFTER", 20.0, _POSITIVE_FLOAT),
         lost_after=e.get("LOST_AFTER", 30.0, _POSITIVE_FLOAT),

@@ -26,6 +26,8 @@ TEST_ENV = {
     "GEMINI_TASKS_REQUEST_TIMEOUT": "30",
     "GEMINI_TASKS_CONCURRENCY": "50",
     "GEMINI_TASKS_KEY_PREFIX": "gemini_tasks_test",
+    # A pending Batch Mode batch is looked at every second at most.
+    "GEMINI_TASKS_BATCH_POLL": "1",
 }
 
 for name in [n for n in os.environ if n.startswith(("GEMINI_API_KEY", "GEMINI_TASKS_"))]:

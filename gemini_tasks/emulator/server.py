@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 
 API_VERSIONS = ("v1", "v1beta", "v1alpha")
 BATCH = "batchGenerateContent"
+# HTTP status -> google.rpc.Code (google/rpc/code.proto).
+RPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 409: 10, 429: 8, 499: 1, 500: 13, 501: 12,
+             502: 14, 503: 14, 504: 4}  # fmt: skip
 METHODS = ("generateContent", "countTokens", BATCH)
 Body = dict[str, Any]
 
@@ -372,7 +375,11 @@ class Emulator:
                                   self.config.thoughts_tokens, system)  # fmt: skip
             return {"response": answer}, "ok"
         except Rejected as rejected:
-            return {"error": rejected.body["error"]}, rejected.outcome
+            # A batch reports each request's error as a google.rpc.Status, its code gRPC's
+            # (ai.google.dev/api/batch-mode: InlinedResponse.error).
+            error = rejected.body["error"]
+            status = {"code": RPC_CODES.get(rejected.status, 13), "message": error["message"]}
+            return {"error": status}, rejected.outcome
 
     def _batch_of(self, request: web.Request) -> tuple[Batch | None, str, str]:
         _, project = self._authenticate(request)

@@ -123,12 +123,20 @@ def job_options(command: F) -> F:
             click.option("--mode", type=click.Choice([m.value for m in Mode]),
                          default="online", show_default=True,
                          help="flex: every call on Gemini's Flex tier, at half the price; "
-                              "answers take minutes, and Flex may shed calls under load."),
+                              "answers take minutes, and Flex may shed calls under load. "
+                              "batch: the prompts go in Batch Mode batches, at half the "
+                              "price; answers within 24 hours."),
             click.option("--fallback", type=click.Choice(["online"]), default=None,
                          help="With --mode flex: a prompt Flex keeps shedding runs on the "
-                              "standard tier after --fallback-after seconds."),
+                              "standard tier after --fallback-after seconds. With --mode "
+                              "batch: once a batch fails, expires or passes --batch-deadline, "
+                              "the job goes on online."),
             click.option("--fallback-after", type=click.FloatRange(min=1), default=900.0,
                          show_default=True, help="Seconds of shedding before --fallback."),
+            click.option("--batch-deadline", type=click.FloatRange(min=1), default=86400.0,
+                         show_default=True,
+                         help="With --mode batch: a batch still pending after this many "
+                              "seconds is cancelled and its prompts sent again."),
             click.option("--resume", "resume", default=None, metavar="JOB_ID",
                          help="Finish an interrupted submit of this job, from where it stopped."),
         ]
@@ -139,11 +147,12 @@ def job_options(command: F) -> F:
 
 def _options(queue: str | None, priority: str, weight: float, max_concurrency: int,
              max_rpm: int, budget: float, dedupe: bool, mode: str, fallback: str | None,
-             fallback_after: float) -> JobOptions:  # fmt: skip
-    if fallback and mode != Mode.FLEX.value:
-        raise click.UsageError("--fallback is for --mode flex")
+             fallback_after: float, batch_deadline: float) -> JobOptions:  # fmt: skip
+    if fallback and mode == Mode.ONLINE.value:
+        raise click.UsageError("--fallback is for --mode flex or --mode batch")
     return JobOptions(queue, Priority(priority), weight, max_concurrency, max_rpm, budget, dedupe,
-                      Mode(mode), fallback_after if fallback else 0.0)  # fmt: skip
+                      Mode(mode), fallback_after if fallback else 0.0,
+                      batch_deadline)  # fmt: skip
 
 
 def _submit_file(
@@ -385,6 +394,7 @@ def _status_json(status: JobStatus) -> dict[str, Any]:
         "tokens": {"input": counts.prompt_tokens, "output": counts.output_tokens,
                    "thinking": counts.thought_tokens, "cached": counts.cached_tokens},
         "cost_usd": round(counts.cost, 6),
+        "online_cost_usd": round(counts.online_cost, 6),
         "budget_usd": counts.budget or None,
         "elapsed_seconds": round(time.time() - status.info.created_at, 1),
         "rate_per_second": round(status.rate, 3),
@@ -417,7 +427,12 @@ def status(job_id: str, as_json: bool) -> None:
         f"{view['rate_per_second']}/s, ETA {eta_text(state.eta)}",
         f"tokens {state.counts.prompt_tokens} in / {state.counts.output_tokens} out / "
         f"{state.counts.thought_tokens} thinking, cost ${state.counts.cost:.4f}"
-        + (f" of ${state.counts.budget:.2f}" if state.counts.budget else ""),
+        + (f" of ${state.counts.budget:.2f}" if state.counts.budget else "")
+        + (
+            f" (${state.counts.online_cost:.4f} online)"
+            if state.counts.online_cost > state.counts.cost * 1.001
+            else ""
+        ),
     ]
     if view["waiting_for"]:
         lines.append(view["waiting_for"])

@@ -135,6 +135,9 @@ def summary(job: Job, output: str | None = None) -> str:
     cost = f"${counts.cost:.4f}" if priced else f"unknown (no price for {model})"
     if counts.budget:
         cost += f" of a ${counts.budget:.2f} budget"
+    if priced and counts.online_cost > counts.cost * 1.001:
+        saved = 1 - counts.cost / counts.online_cost
+        cost += f" (${counts.online_cost:.4f} online: {saved:.0%} saved)"
     lines.append(f"estimated cost: {cost}")
     if output:
         lines.append(f"results in {output}")

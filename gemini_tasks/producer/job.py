@@ -19,7 +19,15 @@ from gemini_tasks.media.store import open_store
 from gemini_tasks.messages import task_id
 from gemini_tasks.producer import holds
 from gemini_tasks.result import Result
-from gemini_tasks.scheduler import Counts, JobInfo, JobQueue, JobState, Outcomes, Priority
+from gemini_tasks.scheduler import (
+    BatchBook,
+    Counts,
+    JobInfo,
+    JobQueue,
+    JobState,
+    Outcomes,
+    Priority,
+)
 from gemini_tasks.scheduler.ending import end_unsent
 
 FETCH = 500
@@ -200,9 +208,12 @@ class Job:
         """Send no more of this job's prompts: every prompt not yet sent ends as cancelled
         at once (calls in flight finish). Returns how many were cancelled here."""
         why = "cancelled: the job was cancelled before this prompt was sent"
-        return end_unsent(
+        ended = end_unsent(
             self.scheduler, self.outcomes, self.id, JobState.CANCELLED, ErrorKind.CANCELLED, why
         )
+        # Its Batch Mode batches are cancelled by whichever worker looks at them first.
+        BatchBook(self.scheduler.redis, self.scheduler.keys).due_now(self.id)
+        return ended
 
     def pause(self) -> None:
         """Feed no more of this job's prompts until `resume` (calls in flight finish)."""

@@ -55,6 +55,9 @@ class JobOptions:
     # With FLEX: a prompt Flex keeps shedding this many seconds runs on the standard tier
     # (0: it waits for Flex, up to GEMINI_TASKS_OUTAGE_BUDGET).
     fallback_after: float = 0.0
+    # With BATCH: a batch still pending after this many seconds is cancelled and its prompts
+    # sent again (online, with a fallback_after).
+    batch_deadline: float = 86400.0
 
     def fields(self) -> dict[str, str | int | float]:
         return {
@@ -65,6 +68,7 @@ class JobOptions:
             "dedupe": int(self.dedupe),
             "mode": self.mode.value,
             "fallback_after": self.fallback_after,
+            "batch_deadline": self.batch_deadline,
         }
 
 

@@ -14,6 +14,7 @@ import only the bottom layer.
 """
 
 from gemini_tasks.scheduler.answers import Answers, Claimed, request_digest
+from gemini_tasks.scheduler.batches import BatchBook, BatchRecord, BatchState
 from gemini_tasks.scheduler.liveness import Liveness
 from gemini_tasks.scheduler.outcomes import Counts, JobMetrics, Outcomes
 from gemini_tasks.scheduler.queue import (
@@ -28,6 +29,9 @@ from gemini_tasks.scheduler.queue import (
 
 __all__ = [
     "Answers",
+    "BatchBook",
+    "BatchRecord",
+    "BatchState",
     "Claimed",
     "Control",
     "Counts",

@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from gemini_tasks import scripts
+from gemini_tasks import prices, scripts
 from gemini_tasks.connections import text
 from gemini_tasks.errors import ErrorKind
 from gemini_tasks.keyspace import Keyspace
@@ -86,6 +86,7 @@ class Counts:
     rate_limited: int = 0  # calls answered 429
     reused: int = 0  # prompts answered by an identical request's call (--dedupe)
     cost: float = 0.0
+    online_cost: float = 0.0  # what the same calls would have cost online
     budget: float = 0.0  # 0: none
     reserved: float = 0.0
 
@@ -109,6 +110,7 @@ class Counts:
             rate_limited=integer("rate_limited"),
             reused=integer("reused"),
             cost=float(raw.get("cost", 0)),
+            online_cost=float(raw.get("online_cost", 0)),
             budget=float(raw.get("budget", 0)),
             reserved=float(raw.get("reserved", 0)),
         )
@@ -163,6 +165,7 @@ class Outcomes:
                 repr(result.cost - result.settled),
                 result.model or "", bucket(took), repr(took), bucket(in_calls), repr(in_calls),
                 int(result.reused_from is not None),
+                repr(prices.online_cost(result.cost, result.mode)),
             ],
         )  # fmt: skip
         return bool(recorded)

@@ -43,11 +43,13 @@ class Priority(str, Enum):
 
 
 class Mode(str, Enum):
-    """How a job's prompts are sent: each an interactive call, or each a call of the Flex
-    tier (half the price, answers in minutes, shed under load: docs/flex-inference)."""
+    """How a job's prompts are sent: each an interactive call, each a call of the Flex
+    tier (half the price, answers in minutes, shed under load: docs/flex-inference), or in
+    Batch Mode batches (half the price, answers within 24 hours: docs/batch-mode)."""
 
     ONLINE = "online"
     FLEX = "flex"
+    BATCH = "batch"
 
     def __str__(self) -> str:
         return self.value
@@ -96,8 +98,11 @@ class Control:
     budgeted: bool = False  # each call reserves its cost from the job's budget
     dedupe: bool = False  # identical requests are sent once
     mode: Mode = Mode.ONLINE
-    # A flex prompt shed this long runs on the standard tier (0: it never does).
+    # A flex prompt shed this long runs on the standard tier (0: it never does); a batch
+    # job's prompts whose batch failed, expired or passed its deadline run online (0: they
+    # are batched again).
     fallback_after: float = 0.0
+    batch_deadline: float = 86400.0  # a batch still pending this long is cancelled
 
 
 @dataclass(frozen=True)
@@ -134,14 +139,17 @@ class JobQueue:
 
     def control(self, job_id: str) -> Control:
         """What a worker needs to know of a job while it runs its prompts."""
-        fields = ["state", "budget", "dedupe", "mode", "fallback_after"]
-        state, budget, dedupe, mode, fallback = self.redis.hmget(self.keys.job(job_id), fields)
+        fields = ["state", "budget", "dedupe", "mode", "fallback_after", "batch_deadline"]
+        state, budget, dedupe, mode, fallback, deadline = self.redis.hmget(
+            self.keys.job(job_id), fields
+        )
         return Control(
             state=None if state is None else JobState(text(state)),
             budgeted=budget is not None and float(text(budget)) > 0,
             dedupe=dedupe is not None and text(dedupe) == "1",
             mode=Mode.ONLINE if mode is None else Mode(text(mode)),
             fallback_after=0.0 if fallback is None else float(text(fallback)),
+            batch_deadline=86400.0 if deadline is None else float(text(deadline)),
         )
 
     def info(self, job_id: str) -> JobInfo | None:
@@ -153,6 +161,13 @@ class JobQueue:
     def update(self, job_id: str, **fields: str | int | float) -> None:
         mapping: dict[Any, Any] = dict(fields)
         self.redis.hset(self.keys.job(job_id), mapping=mapping)
+
+    def records(self, job_id: str, indexes: Sequence[int]) -> dict[int, Any]:
+        """The task arguments of `indexes` (None for one whose prompt succeeded)."""
+        if not indexes:
+            return {}
+        raw = self.redis.hmget(self.keys.job_args(job_id), list(indexes))
+        return {i: None if r is None else json.loads(r) for i, r in zip(indexes, raw, strict=True)}
 
     def submitting(self, job_id: str) -> bool:
         """Whether a producer is still adding prompts (it renews its mark as it goes)."""

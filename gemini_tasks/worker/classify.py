@@ -136,3 +136,16 @@ def classify(exc: BaseException) -> GeminiCallError:
         detail = str(exc) or "no detail"
         return TransientError(f"network error ({name}): {detail}")
     return TransientError(f"unexpected error ({type(exc).__name__}): {exc}")
+
+
+# google.rpc.Code -> the HTTP status Gemini answers it with (google/rpc/code.proto): a
+# Batch Mode batch reports each request's error as a google.rpc.Status.
+_RPC_TO_HTTP = {1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429, 9: 400,
+                10: 409, 11: 400, 12: 501, 13: 500, 14: 503, 15: 500, 16: 401}  # fmt: skip
+
+
+def classify_status(code: int, message: str) -> GeminiCallError:
+    """The error of one request of a batch (its google.rpc.Status), as `classify` maps the
+    same error of a call."""
+    http = _RPC_TO_HTTP.get(code, 500)
+    return classify(genai_errors.APIError(http, {"error": {"code": http, "message": message}}))

@@ -20,7 +20,15 @@ from gemini_tasks.errors import GeminiTasksError
 from gemini_tasks.keys import load_keys
 from gemini_tasks.media.store import open_store
 from gemini_tasks.pool import KeyPool, PoolConfig
-from gemini_tasks.scheduler import Answers, Control, JobQueue, JobState, Liveness, Outcomes
+from gemini_tasks.scheduler import (
+    Answers,
+    BatchBook,
+    Control,
+    JobQueue,
+    JobState,
+    Liveness,
+    Outcomes,
+)
 from gemini_tasks.scheduler.answers import CLAIM_RENEW
 from gemini_tasks.worker.counting import TokenCounter
 from gemini_tasks.worker.decide import RetryPolicy
@@ -72,6 +80,7 @@ class WorkerContext:
     queue: JobQueue
     outcomes: Outcomes
     answers: Answers
+    batches: BatchBook
     liveness: Liveness
     fence: Fence
     busy: int = 0  # threads running a prompt now
@@ -137,6 +146,7 @@ def _build(threads: int | None) -> WorkerContext:
             settings.result_expires,
             int(CLAIM_RENEW + 2 * settings.request_timeout + 60),
         ),
+        batches=BatchBook(rt.broker, rt.keys),
         liveness=Liveness(rt.broker, rt.keys),
         fence=Fence(settings.worker_dead_after),
     )

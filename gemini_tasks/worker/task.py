@@ -30,6 +30,7 @@ from gemini_tasks.errors import ConfigError, ErrorKind, GeminiTasksError, NoApiK
 from gemini_tasks.result import Result, metadata_of
 from gemini_tasks.scheduler import JobState
 from gemini_tasks.worker import context
+from gemini_tasks.worker.batcher import Batcher
 from gemini_tasks.worker.classify import classify
 from gemini_tasks.worker.clients import client_for
 from gemini_tasks.worker.context import Evicted, WorkerContext
@@ -54,7 +55,7 @@ class PromptFailed(GeminiTasksError):
         return cls(f"{kind.value}: {message}")
 
 
-_threads: list[Feeder | Heartbeat] = []
+_threads: list[Feeder | Heartbeat | Batcher] = []
 
 
 @worker_init.connect
@@ -73,7 +74,7 @@ def _start(sender: Any = None, **_: Any) -> None:
 def _run_threads(sender: Any = None, **_: Any) -> None:
     ctx = context.current()
     queues = sorted(sender.app.amqp.queues.consume_from) if sender else [ctx.runtime.settings.queue]
-    _threads[:] = [Heartbeat(ctx), Feeder(ctx, app, queues)]
+    _threads[:] = [Heartbeat(ctx), Feeder(ctx, app, queues), Batcher(ctx, queues)]
     for thread in _threads:
         thread.start()
 

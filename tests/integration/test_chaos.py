@@ -230,3 +230,36 @@ def test_redis_away_longer_than_a_heartbeat_evicts_nobody_and_loses_nothing(
     rt = chaos_workers.rt
     alive = [w.decode() for w in rt.redis.hkeys(rt.keys.workers())]
     assert len(alive) == 2 and not any(rt.redis.exists(rt.keys.evicted(w)) for w in alive)
+
+
+def test_a_worker_killed_while_its_batch_is_pending_loses_nothing_and_sends_it_once(
+    chaos_workers, emulator
+):
+    from gemini_tasks.producer import JobOptions, Mode
+    from gemini_tasks.scheduler import BatchBook, BatchState
+
+    emulator.configure(batch_seconds=6)
+    options = JobOptions(queue=QUEUE, mode=Mode.BATCH)
+    job = submit(records(30, "batched"), options=options, rt=chaos_workers.rt)
+    book = BatchBook(chaos_workers.rt.broker, chaos_workers.rt.keys)
+    broker = chaos_workers.rt.broker
+    deadline = time.monotonic() + 60
+    while True:  # until its batch is pending at Gemini
+        ids = [i.decode() for i in broker.smembers(chaos_workers.rt.keys.job_batches(job.id))]
+        batch = book.get(ids[0]) if ids else None
+        if batch is not None and batch.state is BatchState.PENDING:
+            break
+        assert time.monotonic() < deadline, "the batch never became pending"
+        time.sleep(0.05)
+    owner = broker.hget(chaos_workers.rt.keys.batch(batch.id), "owner").decode()
+    victim = next(p for p in chaos_workers.processes if f":{p.pid}:" in owner)
+    chaos_workers.kill(victim)
+    chaos_workers.start()
+
+    results = list(job.results(timeout=120))
+
+    assert_every_prompt_answered_once(results, 30, "batched")
+    assert all(r.mode == "batch" for r in results)
+    stats = emulator.stats(calls=True)
+    assert stats["by_outcome"]["batch_create"] == 1
+    assert sum(c["tier"] == "batch" for c in stats["calls"]) == 30

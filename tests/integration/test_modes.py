@@ -1,7 +1,12 @@
 """Execution modes of one pipeline: a Flex job's calls ask for the Flex tier and cost half;
 Flex's shed answers are waited through like capacity answers, never counted as a key's
 exhaustion, and with a fallback a prompt Flex keeps shedding runs on the standard tier.
-Against the emulator, which names the tier that served each call as Gemini does."""
+A batch job's prompts go to Gemini in Batch Mode batches, each answer to its own prompt;
+batches that expire or pass their deadline are sent again or, with a fallback, run online.
+Against the emulator, which names the tier that served each call as Gemini does, and
+serves Batch Mode as google-genai speaks it."""
+
+import time
 
 import pytest
 
@@ -57,3 +62,97 @@ def test_a_prompt_flex_keeps_shedding_falls_back_to_the_standard_tier(cluster):
     calls = cluster.stats(calls=True)["calls"]
     assert all(c["outcome"] == "429_capacity" for c in calls if c["tier"] == "flex")
     assert sum(c["tier"] == "standard" and c["outcome"] == "ok" for c in calls) == 10
+
+
+def _batch_calls(cluster) -> list[dict]:
+    return [c for c in cluster.stats(calls=True)["calls"] if c["tier"] == "batch"]
+
+
+def test_a_batch_job_goes_in_one_batch_and_each_answer_to_its_own_prompt(cluster, tmp_path):
+    cluster.configure(rules=[{"answer": "finish", "reason": "SAFETY", "contains": "forbidden",
+                              "tiers": ["batch"]}])  # fmt: skip
+    sound = tmp_path / "note.mp3"
+    sound.write_bytes(b"EMULATED-MEDIA seconds=3\n" + bytes(200))
+    records = _records("batched", 20)
+    records[5] = {"prompt": "forbidden words", "metadata": {"i": 5}}
+    records[7] = {"prompt": "listen: <audio>", "audio_path": str(sound), "metadata": {"i": 7}}
+    records[9] = {"prompt": "", "metadata": {"i": 9}}  # refused at submit: no text
+    job = submit(records, options=JobOptions(mode=Mode.BATCH))
+    results = list(job.results(timeout=120))
+    counts = job.status().counts
+    online = list(submit(_records("batched", 20)).results(timeout=60))
+
+    assert [r.metadata["i"] for r in results] == list(range(20))
+    good = [r for r in results if r.index not in (5, 9)]
+    assert all(r.ok and r.mode == "batch" for r in good), [r.error for r in good]
+    assert all(f"batched {r.index}" in r.response for r in good if r.index != 7)
+    assert "audio" in results[7].response
+    assert results[5].error_kind == "blocked" and results[9].error_kind == "invalid_prompt"
+    stats = cluster.stats(calls=True)
+    assert stats["by_outcome"]["batch_create"] == 1  # 19 prompts in one batch
+    assert len(_batch_calls(cluster)) == 19
+    plain = [r for r in online if r.index not in (5, 7, 9)]
+    batched = [r for r in good if r.index != 7]
+    assert sum(r.cost for r in batched) == pytest.approx(sum(r.cost for r in plain) / 2)
+    assert counts.online_cost == pytest.approx(2 * counts.cost)  # what the summary shows
+
+
+def test_an_expired_batch_is_sent_again_and_with_a_fallback_runs_online(cluster):
+    # Gemini keeps the batches pending until they expire (googleapis/python-genai#1482).
+    cluster.configure(batch_seconds=3600, batch_expire_seconds=0.5)
+    again = submit(_records("expiring", 5), options=JobOptions(mode=Mode.BATCH))
+    fallback = JobOptions(mode=Mode.BATCH, fallback_after=1.0)
+    online = list(submit(_records("falling", 5), options=fallback).results(timeout=120))
+    failed = list(again.results(timeout=120))
+
+    assert all(r.ok and r.mode == "online" for r in online), [r.error for r in online]
+    assert all(r.error_kind == "server" and "EXPIRED" in r.error for r in failed), failed
+    assert all("3 batches failed it" in r.error for r in failed)
+    creates = [c for c in cluster.stats(calls=True)["calls"] if c["outcome"] == "batch_create"]
+    assert len(creates) == 3 + 1  # three rounds for one job, one for the other
+
+
+def test_a_batch_past_its_deadline_is_cancelled_and_its_prompts_run_online(cluster):
+    cluster.configure(batch_seconds=3600)
+    options = JobOptions(mode=Mode.BATCH, fallback_after=1.0, batch_deadline=2.0)
+    results = list(submit(_records("late", 5), options=options).results(timeout=120))
+
+    assert all(r.ok and r.mode == "online" for r in results), [r.error for r in results]
+    assert _states(cluster) == ["JOB_STATE_CANCELLED"]
+
+
+def test_cancelling_a_batch_job_cancels_its_batch(cluster):
+    cluster.configure(batch_seconds=3600)
+    job = submit(_records("cancelled", 5), options=JobOptions(mode=Mode.BATCH))
+    deadline = time.monotonic() + 60
+    while "batch_create" not in cluster.stats()["by_outcome"]:
+        assert time.monotonic() < deadline, "no batch was created"
+        time.sleep(0.1)
+    job.cancel()
+    results = list(job.results(timeout=60))
+
+    assert all(r.error_kind == "cancelled" for r in results), [r.error for r in results]
+    assert _states(cluster) == ["JOB_STATE_CANCELLED"]
+
+
+def _states(cluster) -> list[str]:
+    """The states of the batches the test key's project has at Gemini."""
+    from google import genai
+    from google.genai import types
+
+    from tests.conftest import FAKE_KEY
+
+    client = genai.Client(api_key=FAKE_KEY, http_options=types.HttpOptions(base_url=cluster.url))
+    return [str(b.state.name) for b in client.batches.list() if b.state]
+
+
+def test_a_batch_gemini_refuses_for_now_is_created_once_the_project_has_room(cluster):
+    # A project's unfinished batches are limited; batches.create answers 429 beyond that.
+    cluster.configure(batch_concurrent=0)
+    job = submit(_records("crowded", 5), options=JobOptions(mode=Mode.BATCH))
+    cluster.wait_until(lambda s: s["by_outcome"].get("429", 0) >= 2, "batch creation refused")
+    cluster.configure(batch_concurrent=100)
+    results = list(job.results(timeout=120))
+
+    assert all(r.ok and r.mode == "batch" for r in results), [r.error for r in results]
+    assert cluster.stats()["by_outcome"]["batch_create"] == 1

@@ -342,7 +342,8 @@ def test_the_scheduler_scripts_name_every_key_as_the_keyspace_does(make_pool, cl
           K.rpm('j'), K.carry('j'), K.submitter('j'), K.sched('q', 'high'), K.workers(),
           K.held('w'), K.transit('w'), K.evicted('w'), K.counts('j'), K.events('j'),
           K.failed('j', 'quota'), K.metrics('j'), K.answer('d'), K.claim('d'), K.answers('j'),
-          K.tickets()}
+          K.tickets(), K.batch('b'), K.batches(), K.job_batches('j'),
+          K.holding('w')}
     """
     )
     names = [n.decode() for n in client.eval(lua, 0, keys.tag)]
@@ -352,7 +353,8 @@ def test_the_scheduler_scripts_name_every_key_as_the_keyspace_does(make_pool, cl
         keys.sched("q", "high"), keys.workers(), keys.held("w"), keys.transit("w"),
         keys.evicted("w"), keys.job_counts("j"), keys.job_events("j"),
         keys.job_failed("j", "quota"), keys.job_metrics("j"), keys.answer("d"), keys.claim("d"),
-        keys.job_answers("j"), keys.tickets(),
+        keys.job_answers("j"), keys.tickets(), keys.batch("b"), keys.batches(),
+        keys.job_batches("j"), keys.holding("w"),
     ]  # fmt: skip
 
 

@@ -127,3 +127,12 @@ def test_network_errors_are_transient():
     err = classify(httpx2.ReadTimeout("timed out"))
     assert isinstance(err, TransientError)
     assert "network error (ReadTimeout)" in str(err)
+
+
+def test_a_batch_requests_error_is_classified_from_its_rpc_code():
+    from gemini_tasks.worker.classify import classify_status
+
+    assert isinstance(classify_status(3, "bad contents"), InvalidRequest)  # INVALID_ARGUMENT
+    assert isinstance(classify_status(14, "overloaded"), TransientError)  # UNAVAILABLE
+    assert isinstance(classify_status(13, "internal"), TransientError)
+    assert classify_status(3, "bad contents").code == 400

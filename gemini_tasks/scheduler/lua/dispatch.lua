@@ -2,7 +2,8 @@
 -- first and, within a level, fair share between jobs (the job with the least virtual time
 -- goes next; each prompt fed adds 1/weight to it). Jobs paused, cancelled or with nothing
 -- to feed leave the schedule; jobs at their max_concurrency or max_rpm, or waiting for a
--- model none of this worker's keys can serve now, are passed over.
+-- model none of this worker's keys can serve now, are passed over, and so are Batch Mode
+-- jobs, whose prompts go to Gemini in batches (form.lua), not as messages.
 -- KEYS     {p}:workers, naming the hash slot every key below is in
 -- ARGV     tag, queue, want, worker, usable models ("*": all; else space-separated)
 -- Returns  {job, index, task argument, carry, ticket, ...} for up to `want` minus the
@@ -24,8 +25,9 @@ end
 -- Whether `job` may be fed now; false with `drop` when it should leave the schedule.
 local function may_feed(job)
   local info = redis.call('HMGET', K.job(job), 'state', 'max_concurrency', 'max_rpm',
-    'blocked_until', 'model')
+    'blocked_until', 'model', 'mode')
   if not info[1] or STOPPED[info[1]] then return false, true end
+  if info[6] == 'batch' then return false, false end
   if redis.call('LLEN', K.todo(job)) == 0 then return false, true end
   local cap, rpm = number(info[2]), number(info[3])
   if cap > 0 and redis.call('ZCARD', K.inflight(job)) >= cap then return false, false end

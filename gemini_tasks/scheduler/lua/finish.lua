@@ -8,7 +8,8 @@
 --          prompt_tokens, output_tokens, thought_tokens, cached_tokens, rate_limited,
 --          cost (not yet counted), model, the bucket (le) of its seconds from first start
 --          to result, those seconds, the bucket of its seconds in calls, those seconds,
---          1 if it reused an identical request's answer (--dedupe) else 0
+--          1 if it reused an identical request's answer (--dedupe) else 0, what its calls
+--          would have cost online (Flex and Batch Mode cost less)
 -- Returns  1 if recorded, 0 if the prompt already had a result.
 local job, index, ttl, kind = ARGV[2], ARGV[3], tonumber(ARGV[5]), ARGV[6]
 if redis.call('SET', KEYS[1], ARGV[4], 'NX', 'EX', ttl) == false then return 0 end
@@ -30,6 +31,7 @@ for i, name in ipairs(summed) do
 end
 if tonumber(ARGV[12]) ~= 0 then redis.call('HINCRBYFLOAT', counts, 'cost', ARGV[12]) end
 if ARGV[18] == '1' then redis.call('HINCRBY', counts, 'reused', 1) end
+if tonumber(ARGV[19]) ~= 0 then redis.call('HINCRBYFLOAT', counts, 'online_cost', ARGV[19]) end
 local metrics = K.metrics(job)
 redis.call('HINCRBY', metrics, 'p:' .. ARGV[13] .. ':' .. (kind == '' and 'ok' or kind), 1)
 redis.call('HINCRBY', metrics, 'prompt:' .. ARGV[14], 1)

@@ -12,7 +12,8 @@ local PATTERNS = {
   transit = '%s:transit:%s', evicted = '%s:evicted:%s', counts = '%s:job:%s:counts',
   events = '%s:job:%s:events', failed = '%s:job:%s:failed:%s', metrics = '%s:job:%s:metrics',
   answer = '%s:answer:%s', claim = '%s:answer:%s:claim', answers = '%s:job:%s:answers',
-  tickets = '%s:tickets',
+  tickets = '%s:tickets', batch = '%s:batch:%s', batches = '%s:batches',
+  job_batches = '%s:job:%s:batches', holding = '%s:holding:%s',
 }
 local K = setmetatable({}, {__index = function(_, name)
   local pattern = PATTERNS[name]

@@ -1,6 +1,7 @@
 -- Give back what dead workers held: a worker whose heartbeat is older than `dead_after`
 -- is taken for dead, once: the messages it held (delivered, unacknowledged) go back to
--- their queues, the prompts it was feeding go back to the front of their jobs, and it is
+-- their queues, the prompts it was feeding go back to the front of their jobs, the Batch
+-- Mode batches it held are due for another worker's look at once, and it is
 -- marked evicted so that, if it was only frozen, it stops instead of sending them twice.
 -- KEYS     {p}:workers, naming the hash slot of the workers' keys
 -- ARGV     tag, dead_after (seconds), kombu's unacked hash, kombu's unacked index
@@ -54,7 +55,10 @@ for i = 1, #beats, 2 do
       schedule(job)
       prompts = prompts + 1
     end
-    redis.call('DEL', K.held(worker), K.transit(worker))
+    for _, batch in ipairs(redis.call('SMEMBERS', K.holding(worker))) do
+      redis.call('ZADD', K.batches(), 'XX', 0, batch)
+    end
+    redis.call('DEL', K.held(worker), K.transit(worker), K.holding(worker))
     redis.call('HDEL', K.workers(), worker)
     redis.call('SET', K.evicted(worker), tostring(now), 'EX', 86400)
     evicted = evicted + 1
