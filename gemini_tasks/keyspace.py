@@ -49,7 +49,8 @@ the same patterns as the methods below, and tests check that both agree.
     {p}:sched:<queue>:<priority>    zset   job id -> its virtual time (fair share: least first)
     {p}:tickets                     string the last ticket given to a prompt chosen to run
     {p}:batch:<batch>               hash   a Batch Mode batch: job, state (formed, creating,
-                                           pending), indexes (JSON), round, owner, project,
+                                           pending), indexes (JSON), round, formed_at, owner,
+                                           project,
                                            key_id, name (Gemini's), submitted_at, polls, model
     {p}:batches                     zset   batch id -> when it is next due for a look (a
                                            worker holding it pushes this out)

@@ -212,6 +212,15 @@ class KeyPool:
             return NoKeyYet(float(reply[1]), reply[2].decode())
         return NoKeyYet(math.inf)
 
+    def leave_line(self, model: str, ticket: int | None) -> None:
+        """A prompt that waited in line for a key goes (parked, ended): the next goes first."""
+        if ticket is None:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrem(self.keyspace.line(self.keyset, model), ticket)
+        pipe.zrem(self.keyspace.line_due(self.keyset, model), ticket)
+        pipe.execute()
+
     def release(
         self, lease: Lease, error: GeminiCallError | None = None, tokens_used: int = 0
     ) -> Released:

@@ -56,7 +56,7 @@ class JobOptions:
     # (0: it waits for Flex, up to GEMINI_TASKS_OUTAGE_BUDGET).
     fallback_after: float = 0.0
     # With BATCH: a batch still pending after this many seconds is cancelled and its prompts
-    # sent again (online, with a fallback_after).
+    # batched again (with a fallback_after, the job goes on online).
     batch_deadline: float = 86400.0
 
     def fields(self) -> dict[str, str | int | float]:

@@ -169,6 +169,10 @@ class JobQueue:
         raw = self.redis.hmget(self.keys.job_args(job_id), list(indexes))
         return {i: None if r is None else json.loads(r) for i, r in zip(indexes, raw, strict=True)}
 
+    def ticket(self) -> int:
+        """A place in line for keys, after every prompt chosen so far."""
+        return int(self.redis.incr(self.keys.tickets()))
+
     def submitting(self, job_id: str) -> bool:
         """Whether a producer is still adding prompts (it renews its mark as it goes)."""
         return bool(self.redis.exists(self.keys.submitter(job_id)))

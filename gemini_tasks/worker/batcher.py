@@ -24,7 +24,14 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from gemini_tasks import prices
-from gemini_tasks.errors import ErrorKind, InvalidPrompt, InvalidRequest, KeyInvalid
+from gemini_tasks.errors import (
+    CapacityExhausted,
+    ErrorKind,
+    InvalidPrompt,
+    InvalidRequest,
+    KeyInvalid,
+    QuotaExceeded,
+)
 from gemini_tasks.keys import ApiKey, redact
 from gemini_tasks.messages import task_id
 from gemini_tasks.pool import Lease, NoKeyYet
@@ -65,7 +72,7 @@ class Batcher(threading.Thread):
             try:
                 self.tick()
             except Exception:  # Redis away, say: the next tick tries again
-                log.warning("carrying batches on failed; trying again", exc_info=True)
+                log.warning("carrying batches on failed; trying again")
 
     def stop(self) -> None:
         self.stopping.set()
@@ -76,8 +83,9 @@ class Batcher(threading.Thread):
             while (formed := self.ctx.batches.form(queue, worker, self.settings.batch_size,
                                                    self.hold)) is not None:  # fmt: skip
                 self.carry_on(formed)
-        for batch_id in self.ctx.batches.claim(worker, self.hold):
-            batch = self.ctx.batches.get(batch_id)
+        # One at a time: a batch claimed waits for no other batch's step while held.
+        while claimed := self.ctx.batches.claim(worker, self.hold, most=1):
+            batch = self.ctx.batches.get(claimed[0])
             if batch is not None:
                 self.carry_on(batch)
 
@@ -88,7 +96,7 @@ class Batcher(threading.Thread):
             if control.state in (None, JobState.CANCELLED):
                 self._cancel(batch)
             elif batch.state is BatchState.FORMED:
-                self._submit(batch, control)
+                self._submit(batch)
             elif batch.state is BatchState.CREATING:
                 self._find(batch, control)
             else:
@@ -100,39 +108,53 @@ class Batcher(threading.Thread):
 
     # -- creating a batch ---------------------------------------------------------------
 
-    def _submit(self, batch: BatchRecord, control: Control) -> None:
+    def _submit(self, batch: BatchRecord) -> None:
         staged = self._staged(batch)
         if not staged:
             self.ctx.batches.drop(batch)
             return
         model = next(iter(staged.values())).model or self.settings.model
-        lease = self.ctx.pool.acquire(model)
+        lease = self.ctx.pool.acquire(model, 1, self.ctx.queue.ticket())
         if isinstance(lease, NoKeyYet):
+            if lease.seconds == float("inf"):
+                why = f"no usable API key: all {len(self.ctx.pool.keys)} keys are FAILED_INIT"
+                self._fail(batch.job, list(staged), ErrorKind.KEY_INVALID, why)
+                self.ctx.batches.drop(batch)
+                return
             self.ctx.batches.look_again(batch.id, min(lease.seconds, self.settings.batch_poll))
             return
         try:
             client = self._client(lease.key)
-            requests, later = self._requests(batch.job, staged, model, client, lease.key)
+            requests, later = self._requests(batch.id, batch.job, staged, model, client,
+                                             lease.key)  # fmt: skip
         except BaseException:
             self.ctx.pool.give_back(lease)
             raise
+        sent = [int(r.metadata["index"]) for r in requests if r.metadata]
+        batch.state, batch.indexes, batch.model = BatchState.CREATING, sent, model
+        batch.project, batch.key_id = lease.key.project, lease.key.id
+        batch.submitted_at = time.time()
+        # The record first: a worker dying between the two leaves no prompt in two places.
+        if sent:
+            self.ctx.batches.save(batch)
         # Prompts of another model, or past the size of one batch, go in the next one.
         if later:
             self.ctx.queue.park(batch.job, later, carry=_carry(batch.round))
-        sent = [int(r.metadata["index"]) for r in requests if r.metadata]
         if not sent:
             self.ctx.pool.give_back(lease)
             self.ctx.batches.drop(batch)
             return
-        batch.state, batch.indexes, batch.model = BatchState.CREATING, sent, model
-        batch.project, batch.key_id = lease.key.project, lease.key.id
-        batch.submitted_at = time.time()
-        self.ctx.batches.save(batch)
         self.ctx.batches.look_again(batch.id, self.hold)  # renewed: creating is the long step
         self._create(batch, client, lease, requests)
 
     def _requests(
-        self, job: str, staged: dict[int, StagedRecord], model: str, client: Any, key: ApiKey
+        self,
+        batch_id: str,
+        job: str,
+        staged: dict[int, StagedRecord],
+        model: str,
+        client: Any,
+        key: ApiKey,
     ) -> tuple[list[types.InlinedRequest], list[int]]:
         """The batch's requests (of `model`, up to BATCH_BYTES), and the prompts left for
         the next batch."""
@@ -144,6 +166,8 @@ class Batcher(threading.Thread):
                 later.append(index)
                 continue
             request = self._request(job, index, record, model, client, key)
+            if record.media:  # uploads take time: the batch stays this worker's meanwhile
+                self.ctx.batches.look_again(batch_id, self.hold)
             if request is not None:
                 requests.append(request)
                 size += record_size(record)
@@ -153,6 +177,7 @@ class Batcher(threading.Thread):
         self, batch: BatchRecord, client: Any, lease: Lease, requests: list[types.InlinedRequest]
     ) -> None:
         try:
+            self.ctx.fence.check()  # a worker taken for dead creates nothing
             created = client.batches.create(
                 model=batch.model, src=requests,
                 config=types.CreateBatchJobConfig(display_name=batch.display_name),
@@ -170,7 +195,10 @@ class Batcher(threading.Thread):
                 self._fail(batch.job, batch.indexes, ErrorKind.INVALID_REQUEST, message)
                 self.ctx.batches.drop(batch)
                 return
-            batch.state = BatchState.FORMED
+            # Refused (a 429, a key refused): created again. A timeout or a 5xx may have
+            # reached Gemini: it stays `creating`, so it is looked for by name first.
+            if isinstance(error, (QuotaExceeded, CapacityExhausted, KeyInvalid)):
+                batch.state = BatchState.FORMED
             batch.polls += 1
             self.ctx.batches.save(batch)
             self.ctx.batches.look_again(batch.id, self._later(batch))
@@ -226,22 +254,33 @@ class Batcher(threading.Thread):
         if client is None:
             self.ctx.batches.look_again(batch.id, self.hold)  # a worker with its keys will
             return
-        for found in client.batches.list(config=types.ListBatchJobsConfig(page_size=100)):
-            if found.display_name == batch.display_name:
-                batch.state, batch.name = BatchState.PENDING, str(found.name)
-                self.ctx.batches.save(batch)
-                self._look(batch, control)
-                return
+        name = self._named(client, batch)
+        if name:
+            batch.state, batch.name = BatchState.PENDING, name
+            self.ctx.batches.save(batch)
+            self._look(batch, control)
+            return
         batch.state = BatchState.FORMED
         self.ctx.batches.save(batch)
-        self._submit(batch, control)
+        self._submit(batch)
+
+    def _named(self, client: Any, batch: BatchRecord) -> str | None:
+        """Gemini's name of the batch created under this record's display name, if any."""
+        for found in client.batches.list(config=types.ListBatchJobsConfig(page_size=100)):
+            if found.display_name == batch.display_name:
+                return str(found.name)
+        return None
 
     # -- a pending batch ----------------------------------------------------------------
 
     def _look(self, batch: BatchRecord, control: Control) -> None:
         client = self._project_client(batch)
         if client is None:
-            self.ctx.batches.look_again(batch.id, self.hold)
+            if time.time() - batch.submitted_at > control.batch_deadline:
+                why = f"no worker holds a key of project {batch.project} any more"
+                self._send_back(batch, control, batch.indexes, why)
+            else:  # a worker with a key of its project will look
+                self.ctx.batches.look_again(batch.id, self.hold)
             return
         try:
             found = client.batches.get(name=batch.name)
@@ -328,8 +367,10 @@ class Batcher(threading.Thread):
 
     def _cancel(self, batch: BatchRecord) -> None:
         """The job was cancelled (or forgotten): so is its batch, and its prompts end."""
-        client = self._project_client(batch) if batch.name else None
-        if client is not None:
+        client = self._project_client(batch) if batch.project else None
+        if client is not None and not batch.name:  # its creation may have reached Gemini
+            batch.name = self._named(client, batch) or ""
+        if client is not None and batch.name:
             try:
                 client.batches.cancel(name=batch.name)
             except genai_errors.APIError as exc:

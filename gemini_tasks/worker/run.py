@@ -427,6 +427,13 @@ class PromptRun:
 
     def _lease(self, model: str, tokens: int) -> Lease:
         """A key for the next call, waiting as the pool says; re-queues for long key waits."""
+        try:
+            return self._wait_for_key(model, tokens)
+        except BaseException:  # parked or ended while waiting: its place in line goes too
+            _quietly(self.ctx.pool.leave_line, model, self.ticket)
+            raise
+
+    def _wait_for_key(self, model: str, tokens: int) -> Lease:
         while True:
             got = self.ctx.pool.acquire(model, tokens, self.ticket)
             if isinstance(got, Lease):

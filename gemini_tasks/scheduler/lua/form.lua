@@ -17,6 +17,10 @@ for _, level in ipairs(LEVELS) do
         redis.call('ZREM', sched, job)
       elseif waiting >= size or redis.call('EXISTS', K.submitter(job)) == 0 then
         local indexes = redis.call('LPOP', K.todo(job), size)
+        -- Its share moves on as if each prompt had been fed: a job scheduled later starts
+        -- from the others' virtual time, not from this one's.
+        local weight = number(redis.call('HGET', K.job(job), 'weight'), 1)
+        redis.call('ZINCRBY', sched, #indexes / weight, job)
         local round = 0
         for _, index in ipairs(indexes) do
           local carry = redis.call('HGET', K.carry(job), index)
