@@ -150,7 +150,8 @@ class KeyInvalid(GeminiCallError):
 class InvalidRequest(GeminiCallError):
     """Gemini refused the request itself (4xx); sending it again cannot help.
 
-    `about_file` says the refusal named an uploaded file (which Gemini may have forgotten).
+    `about_file` says the refusal named an uploaded file (which Gemini may have forgotten);
+    `about_cache` that it named a context cache (which may have expired).
     """
 
     kind = ErrorKind.INVALID_REQUEST
@@ -162,9 +163,10 @@ class InvalidRequest(GeminiCallError):
         code: int | None = None,
         status: str | None = None,
         about_file: bool = False,
+        about_cache: bool = False,
     ):
         super().__init__(message, code=code, status=status)
-        self.about_file = about_file
+        self.about_file, self.about_cache = about_file, about_cache
 
 
 class TransientError(GeminiCallError):

@@ -85,6 +85,13 @@ the same patterns as the methods below, and tests check that both agree.
     {p}:upload:<project>:<sha>      string {"name", "uri"} of the media's file in that project
     {p}:upload:<project>:<sha>:lock string the lock held while one worker uploads it
     {p}:uploads:<project>           set    content hashes uploaded in that project
+    {p}:caches:<job>                hash   a --cache job's context caches: c|<project>|<prefix>
+                                           -> {"name", "model", "expires"}; small|<prefix> ->
+                                           [tokens, minimum] of a prefix too small to cache;
+                                           created -> how many it made
+    {p}:cache_jobs                  set    jobs with caches a worker may have to delete
+    {p}:cache:<job>:<project>:<prefix>:lock      string held while one worker creates it
+    {p}:cache:<job>:<project>:<prefix>:renewing  string held while one worker renews it
     {p}:tokens:<media>              string Gemini's token count of one media part (its
                                            content, video metadata and resolution hashed),
                                            "counting" while a worker asks countTokens, or
@@ -276,6 +283,18 @@ class Keyspace:
 
     def project_uploads(self, project: str) -> str:
         return f"{self.tag}:uploads:{project}"
+
+    def job_caches(self, job_id: str) -> str:
+        return f"{self.tag}:caches:{job_id}"
+
+    def cache_jobs(self) -> str:
+        return f"{self.tag}:cache_jobs"
+
+    def cache_lock(self, job_id: str, project: str, digest: str) -> str:
+        return f"{self.tag}:cache:{job_id}:{project}:{digest}:lock"
+
+    def cache_renewing(self, job_id: str, project: str, digest: str) -> str:
+        return f"{self.tag}:cache:{job_id}:{project}:{digest}:renewing"
 
     def media_tokens(self, identity: str) -> str:
         return f"{self.tag}:tokens:{identity}"

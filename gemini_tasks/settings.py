@@ -56,6 +56,8 @@ class Settings:
     short_key_wait: float
     batch_size: int  # prompts per Batch Mode batch, at most
     batch_poll: float  # seconds between looks at a pending batch, at most
+    batch_inline_bytes: int  # a batch's requests beyond this go as a JSONL file, not inline
+    cache_ttl: int  # seconds a --cache job's context cache lives unless its job renews it
     outage_budget: float
     worker_dead_after: float
     lost_after: float
@@ -239,6 +241,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         short_key_wait=e.get("SHORT_KEY_WAIT", 5.0, _SECONDS),
         batch_size=e.get("BATCH_SIZE", 500, _POSITIVE_INT),
         batch_poll=e.get("BATCH_POLL", 60.0, _POSITIVE_FLOAT),
+        batch_inline_bytes=e.get("BATCH_INLINE_BYTES", 16 * 1024 * 1024, _POSITIVE_INT),
+        cache_ttl=e.get("CACHE_TTL", 900, _POSITIVE_INT),
         outage_budget=e.get("OUTAGE_BUDGET", 6 * 3600.0, _SECONDS),
         worker_dead_after=e.get("WORKER_DEAD_AFTER", 20.0, _POSITIVE_FLOAT),
         lost_after=e.get("LOST_AFTER", 30.0, _POSITIVE_FLOAT),

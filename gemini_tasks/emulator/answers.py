@@ -48,6 +48,12 @@ def describe_part(part: Body, files: FileLookup) -> tuple[str, int]:
     return f"[{sorted(part)[0] if part else 'empty'} part]", 1
 
 
+def system_text(instruction: Any) -> str:
+    """The text of a system instruction (a Content), its parts joined."""
+    parts = instruction.get("parts", []) if isinstance(instruction, dict) else []
+    return " ".join(str(p.get("text", "")) for p in parts if isinstance(p, dict))
+
+
 def prompt_tokens(contents: list[Body], files: FileLookup, system: str = "") -> int:
     """Input tokens of a request: its parts and its system instruction, which Gemini counts
     as input too (ai.google.dev/gemini-api/docs/tokens)."""
@@ -55,8 +61,12 @@ def prompt_tokens(contents: list[Body], files: FileLookup, system: str = "") -> 
     return parts + (text_tokens(system) if system else 0)
 
 
-def usage(prompt: int, output: int, thoughts: int = 0) -> Body:
-    """usageMetadata: the total includes thinking; a zero output count is omitted."""
+def usage(prompt: int, output: int, thoughts: int = 0, cached: int = 0) -> Body:
+    """usageMetadata: the total includes thinking; a zero output count is omitted.
+
+    `cached` tokens came from a context cache the request named: they are part of the prompt
+    count too, and are reported again as `cachedContentTokenCount` and `cacheTokensDetails`
+    (ai.google.dev/api/generate-content#UsageMetadata; googleapis/python-genai#795)."""
     body: Body = {
         "promptTokenCount": prompt,
         "totalTokenCount": prompt + output + thoughts,
@@ -66,6 +76,9 @@ def usage(prompt: int, output: int, thoughts: int = 0) -> Body:
         body["candidatesTokenCount"] = output
     if thoughts:
         body["thoughtsTokenCount"] = thoughts
+    if cached:
+        body["cachedContentTokenCount"] = cached
+        body["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": cached}]
     return body
 
 
@@ -84,6 +97,7 @@ def echo(
     thoughts: int = 0,
     system: str = "",
     malformed: bool = False,
+    cached: int = 0,
 ) -> Body:
     """An answer that echoes what it received (and the system instruction, so a test sees
     that it arrived); a JSON object holding that echo when the request asks for JSON.
@@ -91,6 +105,9 @@ def echo(
     A JSON answer cut at maxOutputTokens is not JSON any more, as Gemini's are not
     (googleapis/python-genai#1039, #2266); `malformed` plays the valid object followed by a
     stray fragment that Gemini sometimes sends despite `application/json` (MemberJunction/MJ#3065).
+    A request naming a context cache arrives here with the cache's contents ahead of its own
+    and the cache's system instruction, and `cached` its token count, so it is answered as
+    the same request sent whole would be.
     """
     described = [describe_part(p, files) for c in contents for p in c.get("parts", [])]
     # The system instruction counts as input (ai.google.dev/gemini-api/docs/tokens).
@@ -115,33 +132,35 @@ def echo(
     ]
     return {
         "candidates": candidates,
-        "usageMetadata": usage(prompt, text_tokens(text) * count, thoughts),
+        "usageMetadata": usage(prompt, text_tokens(text) * count, thoughts, cached),
         "modelVersion": model,
         "responseId": response_id,
     }
 
 
-def without_text(answer: str, reason: str, model: str, prompt: int, response_id: str) -> Body:
+def without_text(
+    answer: str, reason: str, model: str, prompt: int, response_id: str, cached: int = 0
+) -> Body:
     """A 200 answer that carries no text, as Gemini sends them."""
     body: Body = {"modelVersion": model, "responseId": response_id}
     if answer == "block_prompt":
         # No candidates at all (vercel/ai#19758, vercel/ai#4265).
         body["promptFeedback"] = {"blockReason": reason or "PROHIBITED_CONTENT"}
-        body["usageMetadata"] = usage(prompt, 0)
+        body["usageMetadata"] = usage(prompt, 0, cached=cached)
     elif answer == "finish":
         # SAFETY, RECITATION, PROHIBITED_CONTENT, OTHER, ... and no content (the
         # FinishReason enum in google-genai's types.py).
         body["candidates"] = [{"finishReason": reason or "SAFETY", "index": 0}]
-        body["usageMetadata"] = usage(prompt, 0)
+        body["usageMetadata"] = usage(prompt, 0, cached=cached)
     elif answer == "max_tokens_empty":
         # A thinking model spent its budget thinking: `content: {}`.
         body["candidates"] = [{"content": {}, "finishReason": "MAX_TOKENS", "index": 0}]
-        body["usageMetadata"] = usage(prompt, 0, thoughts=1024)
+        body["usageMetadata"] = usage(prompt, 0, thoughts=1024, cached=cached)
     elif answer == "empty_stop":
         # STOP with a content that has no parts; a retry usually answers
         # (BerriAI/litellm#24442, google-gemini/deprecated-generative-ai-python#744).
         body["candidates"] = [{"content": {"role": "model"}, "finishReason": "STOP", "index": 0}]
-        body["usageMetadata"] = usage(prompt, 0)
+        body["usageMetadata"] = usage(prompt, 0, cached=cached)
     else:
         raise ValueError(f"{answer} is not an answer without text")
     return body

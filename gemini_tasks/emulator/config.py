@@ -44,6 +44,9 @@ class EmulatorConfig:
     batch_expire_seconds: float = 48 * 3600
     batch_fails: bool = False
     batch_concurrent: int = 100
+    # Context caching (see emulator/caches.py): the fewest tokens a cache may hold; None for
+    # each model's own minimum (caches.min_tokens), a number for every model (tests lower it).
+    cache_min_tokens: int | None = None
 
 
 def _limits(raw: dict[str, Any]) -> Limits:
@@ -98,6 +101,9 @@ def apply(config: EmulatorConfig, update: dict[str, Any]) -> None:
         config.zero_quota = {str(m) for m in update["zero_quota"]}
     if "rules" in update:
         config.rules = [parse_rule(raw, i) for i, raw in enumerate(update["rules"])]
+    if "cache_min_tokens" in update:
+        raw = update["cache_min_tokens"]
+        config.cache_min_tokens = None if raw is None else int(raw)
     config.limits = limit_table(update, config.limits)
     for name, kind in _SCALARS.items():
         if name in update:

@@ -282,3 +282,37 @@ def batch_limit(limit: int) -> Body:
 
 def batch_not_found(batch_id: str) -> Body:
     return error(404, "NOT_FOUND", f"Batch batches/{batch_id} not found.")
+
+
+def cache_not_found() -> Body:
+    """A cache that does not exist, has expired (Gemini deletes expired caches) or is another
+    project's: 403, never 404, for get, update, delete and generateContent alike. This is the
+    text public clients match on to drop a cache name Gemini no longer knows (for instance
+    Google ADK users' logs of `Failed to cleanup cache cachedContents/...` after the TTL)."""
+    return error(403, "PERMISSION_DENIED", "CachedContent not found (or permission denied)")
+
+
+def cache_too_small(total: int, minimum: int) -> Body:
+    # BerriAI/litellm#17696, zyddnys/manga-image-translator#929.
+    return invalid_argument(
+        f"Cached content is too small. total_token_count={total}, min_total_token_count={minimum}"
+    )
+
+
+def cache_conflict() -> Body:
+    """A request naming a cache may not set what the cache holds (vercel/ai#3333,
+    langchain-ai/langchain-google#978, BerriAI/litellm#17304), even when identical."""
+    return invalid_argument(
+        "CachedContent can not be used with GenerateContent request setting "
+        "system_instruction, tools or tool_config.\n\nProposed fix: move those values to "
+        "CachedContent from GenerateContent request."
+    )
+
+
+def cache_model_mismatch(request_model: str, cache_model: str) -> Body:
+    """A cache serves only the model it was created for (ai.google.dev/api/caching:
+    `CachedContent.model` is immutable); the wording is the emulator's, naming both."""
+    return invalid_argument(
+        f"Model used by GenerateContent request (models/{request_model}) and CachedContent "
+        f"(models/{cache_model}) has to be the same."
+    )

@@ -51,6 +51,9 @@ class Call:
     attempt: int  # 1 for the first time this request arrives, 2 for the next, ...
     elapsed: float  # seconds since the rules were installed
     tier: str = "standard"  # the service tier asked for: standard, flex or priority
+    system: str = ""  # the system instruction's text: the request's, or its cache's
+    cache: str | None = None  # the context cache it names, "cachedContents/<id>"
+    cached_tokens: int = 0  # that cache's tokens, part of the prompt
 
 
 @dataclass

@@ -4,6 +4,16 @@ The SDK is pointed at it with `GOOGLE_GEMINI_BASE_URL` (or `HttpOptions.base_url
 knows a set of keys, each in a project, enforces per-project, per-model quotas, plays the
 faults its rules describe, and keeps statistics under `/_emulator/`, a path Gemini does not
 use.
+
+Gemini's endpoints: `models/{model}:generateContent`, `:countTokens` and
+`:batchGenerateContent`, `GET models/{model}`; the Files API (`POST /upload/{version}/files`,
+`GET` and `DELETE files/{id}`; emulator/files.py); Batch Mode (`GET batches`, `GET`, `DELETE`
+and `POST :cancel` on `batches/{id}`; emulator/batches.py); explicit context caching
+(`POST` and `GET cachedContents`, `GET`, `PATCH` and `DELETE cachedContents/{id}`;
+emulator/caches.py), with `cachedContent` honoured by generateContent and batch requests.
+The emulator's own: `GET /_emulator/stats`, `POST /_emulator/reset`, `/_emulator/config`,
+`/_emulator/release`, `/_emulator/expire_files` and `/_emulator/expire_caches` (every file
+or cache expires now, as its TTL would have it).
 """
 
 from __future__ import annotations
@@ -17,12 +27,14 @@ import random
 import re
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-from gemini_tasks.emulator import answers, payloads
+from gemini_tasks.emulator import answers, caches, payloads
 from gemini_tasks.emulator.batches import Batch, BatchStore
+from gemini_tasks.emulator.caches import Cache, CacheStore
 from gemini_tasks.emulator.config import EmulatorConfig, apply
 from gemini_tasks.emulator.files import MAX_FILE_BYTES, FileStore
 from gemini_tasks.emulator.quotas import QuotaBook
@@ -47,6 +59,10 @@ RPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 409: 10, 429: 8, 499: 1, 500: 13, 
              502: 14, 503: 14, 504: 4}  # fmt: skip
 METHODS = ("generateContent", "countTokens", BATCH)
 Body = dict[str, Any]
+# A cache endpoint's answer, the outcome the statistics count (None: nothing to count) and
+# the model of the cache it touched.
+CacheAnswer = tuple[web.Response, str | None, str]
+CacheAction = Callable[[web.Request, str], Awaitable[CacheAnswer]]
 
 
 @web.middleware
@@ -75,6 +91,7 @@ class Emulator:
             config.file_ttl_seconds, config.video_processing_seconds, config.storage_bytes
         )
         self.batches = BatchStore()
+        self.caches = CacheStore()
         self.attempts: dict[str, int] = {}
         self.rules_since = time.time()
         self.release = asyncio.Event()
@@ -90,7 +107,13 @@ class Emulator:
         app.router.add_get("/{version}/batches/{batch_id}", self.handle_get_batch)
         app.router.add_post("/{version}/batches/{batch_id}", self.handle_cancel_batch)
         app.router.add_delete("/{version}/batches/{batch_id}", self.handle_delete_batch)
+        app.router.add_post("/{version}/cachedContents", self.handle_create_cache)
+        app.router.add_get("/{version}/cachedContents", self.handle_list_caches)
+        app.router.add_get("/{version}/cachedContents/{cache_id}", self.handle_get_cache)
+        app.router.add_patch("/{version}/cachedContents/{cache_id}", self.handle_update_cache)
+        app.router.add_delete("/{version}/cachedContents/{cache_id}", self.handle_delete_cache)
         app.router.add_post("/_emulator/expire_files", self.handle_expire_files)
+        app.router.add_post("/_emulator/expire_caches", self.handle_expire_caches)
         app.router.add_get("/_emulator/stats", self.handle_stats)
         app.router.add_post("/_emulator/reset", self.handle_reset)
         app.router.add_post("/_emulator/config", self.handle_config)
@@ -116,8 +139,12 @@ class Emulator:
         return key_id(secret), project
 
     def _file_data(self, uri: str) -> bytes | None:
+        """An uploaded file's bytes, for describing it: still stored, or held by a cache."""
         _, marker, file_id = uri.rpartition("/files/")
-        return self.files.data_of(file_id) if marker else None
+        if not marker:
+            return None
+        data = self.files.data_of(file_id)
+        return data if data is not None else self.caches.file_data(file_id)
 
     def _check_files(self, contents: list[Body], project: str) -> None:
         """Uploaded files must exist, be the caller's project's, and be ACTIVE."""
@@ -175,9 +202,9 @@ class Emulator:
                 stats.record("count", key, project, model, None, started)
                 return web.json_response({"totalTokens": tokens})
             call, contents, config = self._prepare(body, model, project, key)
-            response = await self._generate(call, contents, config, body)
+            response = await self._generate(call, contents, config)
             stats.record(response[1], key, project, model, call.digest, started, call.attempt,
-                         call.tier)  # fmt: skip
+                         call.tier, call.cache)  # fmt: skip
             # Gemini says which tier served a call (ai.google.dev/gemini-api/docs/
             # priority-inference; reported for flex too, discuss.ai.google.dev/t/143223).
             response[0].headers["x-gemini-service-tier"] = call.tier
@@ -185,9 +212,9 @@ class Emulator:
         except Rejected as rejected:
             digest, attempt = (call.digest, call.attempt) if call else (None, 0)
             outcome_key = key or rejected.key
-            tier = call.tier if call else None
+            tier, cache = (call.tier, call.cache) if call else (None, None)
             stats.record(rejected.outcome, outcome_key, project, model, digest, started, attempt,
-                         tier)  # fmt: skip
+                         tier, cache)  # fmt: skip
             return rejected.response()
         finally:
             stats.in_flight -= 1
@@ -211,19 +238,41 @@ class Emulator:
         contents = validate_contents(body)
         config = validate_generation_config(body.get("generationConfig") or {})
         self._check_files(contents, project)
+        tier = validate_service_tier(body.get("serviceTier"))
+        cache = self._cache_named(body, model, project)
+        # A request naming a cache is the same request with the cache's contents ahead of its
+        # own and the cache's system instruction: its answer, tokens and quota are those of
+        # the request sent whole (ai.google.dev/gemini-api/docs/caching).
+        if cache is not None:
+            contents = cache.contents + contents
+        system = answers.system_text(cache.system_instruction if cache else
+                                     body.get("systemInstruction"))  # fmt: skip
         digest = hashlib.sha256(json.dumps(contents, sort_keys=True).encode()).hexdigest()
         attempt = self.attempts[digest] = self.attempts.get(digest, 0) + 1
         text = " ".join(str(p.get("text", "")) for c in contents for p in c["parts"])
         elapsed = time.time() - self.rules_since
-        tier = validate_service_tier(body.get("serviceTier"))
-        return Call(model, project, key, text, digest, attempt, elapsed, tier), contents, config
+        call = Call(model, project, key, text, digest, attempt, elapsed, tier, system,
+                    cache.name if cache else None, cache.tokens if cache else 0)  # fmt: skip
+        return call, contents, config
+
+    def _cache_named(self, body: Body, model: str, project: str) -> Cache | None:
+        """The live cache of the caller's project that the request names, if it names one."""
+        name = body.get("cachedContent")
+        if name is None:
+            return None
+        cache = self.caches.get(caches.cache_id(str(name)), project)
+        if cache is None:
+            raise Rejected(403, payloads.cache_not_found(), "cache_missing")
+        if cache.model != model:
+            raise Rejected(400, payloads.cache_model_mismatch(model, cache.model), "400")
+        if any(body.get(f) is not None for f in ("systemInstruction", "tools", "toolConfig")):
+            raise Rejected(400, payloads.cache_conflict(), "400")
+        return cache
 
     async def _generate(
-        self, call: Call, contents: list[Body], config: Body, body: Body
+        self, call: Call, contents: list[Body], config: Body
     ) -> tuple[web.StreamResponse, str]:
-        parts = (body.get("systemInstruction") or {}).get("parts", [])
-        system = " ".join(str(p.get("text", "")) for p in parts)
-        tokens = answers.prompt_tokens(contents, self._file_data, system)
+        tokens = answers.prompt_tokens(contents, self._file_data, call.system)
         violations = self.quotas.admit(call.project, call.model, tokens, time.time())
         if violations:
             raise Rejected(429, payloads.quota_exceeded(violations), "429")
@@ -236,7 +285,8 @@ class Emulator:
             return self._answer_rule(rule, call, tokens, response_id)
         malformed = rule is not None and rule.answer == "malformed_json"
         answer = answers.echo(call.model, contents, config, response_id, self._file_data,
-                              self.config.thoughts_tokens, system, malformed)  # fmt: skip
+                              self.config.thoughts_tokens, call.system, malformed,
+                              call.cached_tokens)  # fmt: skip
         return web.json_response(answer), "malformed_json" if malformed else "ok"
 
     async def _play_rules(self, call: Call) -> Rule | None:
@@ -283,7 +333,8 @@ class Emulator:
                 text=payloads.BAD_GATEWAY_PAGE, status=502, content_type="text/html"
             )
             return page, "502"
-        body = answers.without_text(rule.answer, rule.reason, call.model, tokens, response_id)
+        body = answers.without_text(rule.answer, rule.reason, call.model, tokens, response_id,
+                                    call.cached_tokens)  # fmt: skip
         return web.json_response(body), rule.answer
 
     # -- Batch Mode (emulator/batches.py) ----------------------------------------------
@@ -342,27 +393,28 @@ class Emulator:
         """Answer every request of a batch, each as generateContent would, on the batch tier
         and outside the interactive quota (Batch Mode has its own limits)."""
         for item in batch.requests:
-            answer, outcome = self._answer_item(batch, item["request"])
+            answer, outcome, cache = self._answer_item(batch, item["request"])
             tag = {"key": item["key"]} if "key" in item else {"metadata": item.get("metadata")}
             batch.outputs.append({**answer, **tag})
             self.stats.record(outcome, batch.key_id, batch.project, batch.model, None,
-                              time.time(), tier="batch")  # fmt: skip
+                              time.time(), tier="batch", cache=cache)  # fmt: skip
         if batch.input_file:
             lines = "".join(json.dumps(o) + "\n" for o in batch.outputs)
             stored = self.files.add(batch.project, "application/jsonl", lines.encode(),
                                     f"{batch.name} responses")  # fmt: skip
             batch.output_file = f"files/{stored.id}"
 
-    def _answer_item(self, batch: Batch, request: Body) -> tuple[Body, str]:
+    def _answer_item(self, batch: Batch, request: Body) -> tuple[Body, str, str | None]:
+        """A batch request's answer or error, its outcome, and the cache it named, if any (a
+        request naming a cache is answered as generateContent answers it)."""
+        call: Call | None = None
         try:
             call, contents, config = self._prepare(request, batch.model, batch.project,
                                                    batch.key_id)  # fmt: skip
             call = dataclasses.replace(call, tier="batch")
             rule = next((r for r in self.config.rules if r.answer in TERMINAL
                          and r.matches(call)), None)  # fmt: skip
-            parts = (request.get("systemInstruction") or {}).get("parts", [])
-            system = " ".join(str(p.get("text", "")) for p in parts)
-            tokens = answers.prompt_tokens(contents, self._file_data, system)
+            tokens = answers.prompt_tokens(contents, self._file_data, call.system)
             response_id = uuid.uuid4().hex[:22]
             if rule is not None:
                 rule.hits += 1
@@ -370,16 +422,18 @@ class Emulator:
                     raise Rejected(504, payloads.deadline_exceeded(), rule.answer)
                 if rule.answer != "malformed_json":
                     response, outcome = self._answer_rule(rule, call, tokens, response_id)
-                    return {"response": json.loads(getattr(response, "text", "{}"))}, outcome
+                    body = json.loads(getattr(response, "text", "{}"))
+                    return {"response": body}, outcome, call.cache
             answer = answers.echo(call.model, contents, config, response_id, self._file_data,
-                                  self.config.thoughts_tokens, system)  # fmt: skip
-            return {"response": answer}, "ok"
+                                  self.config.thoughts_tokens, call.system,
+                                  cached=call.cached_tokens)  # fmt: skip
+            return {"response": answer}, "ok", call.cache
         except Rejected as rejected:
             # A batch reports each request's error as a google.rpc.Status, its code gRPC's
             # (ai.google.dev/api/batch-mode: InlinedResponse.error).
             error = rejected.body["error"]
             status = {"code": RPC_CODES.get(rejected.status, 13), "message": error["message"]}
-            return {"error": status}, rejected.outcome
+            return {"error": status}, rejected.outcome, call.cache if call else None
 
     def _batch_of(self, request: web.Request) -> tuple[Batch | None, str, str]:
         _, project = self._authenticate(request)
@@ -413,6 +467,120 @@ class Emulator:
         _, project = self._authenticate(request)
         self._advance_batches(project)
         return web.json_response({"operations": [b.to_json() for b in self.batches.of(project)]})
+
+    # -- explicit context caching (emulator/caches.py) ----------------------------------
+
+    async def _cache_endpoint(self, request: web.Request, action: CacheAction) -> web.Response:
+        """Answer one cache endpoint; the statistics count what it did (its outcome, if it
+        names one) or why it was refused."""
+        started = time.time()
+        key = project = None
+        try:
+            if request.match_info["version"] not in API_VERSIONS:
+                raise Rejected(404, payloads.error(404, "NOT_FOUND", "Not Found"), "404")
+            key, project = self._authenticate(request)
+            response, outcome, model = await action(request, project)
+        except Rejected as rejected:
+            self.stats.record(rejected.outcome, key or rejected.key, project, "", None, started)
+            return rejected.response()
+        if outcome is not None:
+            self.stats.record(outcome, key, project, model, None, started)
+        return response
+
+    def _own_cache(self, request: web.Request, project: str) -> Cache:
+        cache = self.caches.get(request.match_info["cache_id"], project)
+        if cache is None:
+            raise Rejected(403, payloads.cache_not_found(), "cache_missing")
+        return cache
+
+    async def handle_create_cache(self, request: web.Request) -> web.Response:
+        return await self._cache_endpoint(request, self._create_cache)
+
+    async def handle_get_cache(self, request: web.Request) -> web.Response:
+        async def get(request: web.Request, project: str) -> CacheAnswer:
+            return web.json_response(self._own_cache(request, project).to_json()), None, ""
+
+        return await self._cache_endpoint(request, get)
+
+    async def handle_list_caches(self, request: web.Request) -> web.Response:
+        async def listing(request: web.Request, project: str) -> CacheAnswer:
+            query = request.query
+            body = caches.page(self.caches.live(project), query.get("pageSize"),
+                               query.get("pageToken"))  # fmt: skip
+            return web.json_response(body), None, ""
+
+        return await self._cache_endpoint(request, listing)
+
+    async def handle_update_cache(self, request: web.Request) -> web.Response:
+        """Only a cache's expiry can change (ai.google.dev/api/caching: cachedContents.patch
+        takes a new ttl or expireTime)."""
+
+        async def update(request: web.Request, project: str) -> CacheAnswer:
+            cache = self._own_cache(request, project)
+            now = time.time()
+            expires = caches.expiry(await _json_body(request), now)
+            if expires is None:
+                message = "* UpdateCachedContentRequest: ttl or expire_time is required.\n"
+                raise Rejected(400, payloads.invalid_argument(message), "400")
+            cache.expires, cache.updated = expires, now
+            return web.json_response(cache.to_json()), "cache_update", cache.model
+
+        return await self._cache_endpoint(request, update)
+
+    async def handle_delete_cache(self, request: web.Request) -> web.Response:
+        async def delete(request: web.Request, project: str) -> CacheAnswer:
+            cache = self._own_cache(request, project)
+            self.caches.delete(cache.id, project)
+            return web.json_response({}), "cache_delete", cache.model
+
+        return await self._cache_endpoint(request, delete)
+
+    async def _create_cache(self, request: web.Request, project: str) -> CacheAnswer:
+        """A new cache of the caller's project: its contents checked as generateContent checks
+        them, counted as Gemini counts a prompt, and refused under the model's minimum."""
+        body = await _json_body(request)
+        model = str(body.get("model") or "").removeprefix("models/")
+        if not model:
+            message = "* CreateCachedContentRequest.cached_content.model: model is required\n"
+            raise Rejected(400, payloads.invalid_argument(message), "400")
+        if not _known_model(model):
+            body_404 = payloads.model_not_found(model, request.match_info["version"],
+                                                "createCachedContent")  # fmt: skip
+            raise Rejected(404, body_404, "404")
+        unknown = sorted(set(body) - caches.CREATE_FIELDS)
+        if unknown:
+            raise Rejected(400, payloads.unknown_fields(unknown), "400")
+        contents = validate_contents(body) if body.get("contents") is not None else []
+        self._check_files(contents, project)
+        instruction = body.get("systemInstruction")
+        # Tools are not counted: the emulator's count is the contents and system instruction.
+        tokens = answers.prompt_tokens(contents, self._file_data, answers.system_text(instruction))
+        minimum = self.config.cache_min_tokens
+        minimum = caches.min_tokens(model) if minimum is None else minimum
+        if tokens < minimum:
+            raise Rejected(400, payloads.cache_too_small(tokens, minimum), "cache_too_small")
+        now = time.time()
+        expires = caches.expiry(body, now) or now + caches.DEFAULT_TTL_SECONDS
+        cache = self.caches.add({
+            "project": project, "model": model,
+            "display_name": str(body.get("displayName") or ""), "contents": contents,
+            "system_instruction": instruction, "tools": body.get("tools"),
+            "tool_config": body.get("toolConfig"), "tokens": tokens, "created": now,
+            "updated": now, "expires": expires, "files": self._files_held(contents),
+        })  # fmt: skip
+        return web.json_response(cache.to_json()), "cache_create", model
+
+    def _files_held(self, contents: list[Body]) -> dict[str, bytes]:
+        """The bytes of the uploaded files `contents` refer to, by file id."""
+        held = {}
+        for content in contents:
+            for part in content["parts"]:
+                uri = str(part.get("fileData", {}).get("fileUri", ""))
+                _, marker, file_id = uri.rpartition("/files/")
+                data = self.files.data_of(file_id) if marker else None
+                if data is not None:
+                    held[file_id] = data
+        return held
 
     # -- the Files API ------------------------------------------------------------------
 
@@ -487,14 +655,20 @@ class Emulator:
         """Expire every uploaded file now, as 48 hours would."""
         return web.json_response({"expired": self.files.expire_all()})
 
+    async def handle_expire_caches(self, request: web.Request) -> web.Response:
+        """Expire every context cache now, as its TTL would; Gemini deletes expired caches."""
+        return web.json_response({"expired": self.caches.expire_all()})
+
     async def handle_stats(self, request: web.Request) -> web.Response:
         with_calls = request.query.get("calls") in ("1", "true")
-        return web.json_response(self.stats.to_json(with_calls, len(self.files.files)))
+        live = [c.summary() for c in self.caches.live()]
+        return web.json_response(self.stats.to_json(with_calls, len(self.files.files), live))
 
     async def handle_reset(self, request: web.Request) -> web.Response:
         self.stats = Stats()
         self.files.expire_all()
         self.batches = BatchStore()
+        self.caches = CacheStore()
         self.quotas.reset()
         self.attempts.clear()
         return web.json_response({"ok": True})

@@ -1,4 +1,13 @@
-"""What the emulator saw: calls by outcome, key and minute, and every call if asked."""
+"""What the emulator saw: calls by outcome, key and minute, and every call if asked.
+
+Context caching adds outcomes `cache_create`, `cache_update` and `cache_delete` (a cache
+made, its expiry changed, deleted), `cache_too_small` (a create refused under the minimum)
+and `cache_missing` (any request naming a cache that is gone or another project's: 403);
+other refusals of the cache endpoints count under their usual outcome ("400", "404", ...).
+`cache_uses` counts, by project, the calls that named a live cache they were allowed to
+use (whatever became of them after), `caches` the live caches by project, and
+`cached_contents` describes each live cache.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +24,7 @@ class Stats:
     by_minute: defaultdict[int, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     calls: list[dict[str, Any]] = field(default_factory=list)
     uploads: Counter[str] = field(default_factory=Counter)
+    cache_uses: Counter[str] = field(default_factory=Counter)  # project -> calls
     in_flight: int = 0
     max_in_flight: int = 0
     held: int = 0  # calls waiting for `POST /_emulator/release`
@@ -33,8 +43,11 @@ class Stats:
         started: float,
         attempt: int = 0,
         tier: str | None = None,
+        cache: str | None = None,
     ) -> None:
         now = time.time()
+        if cache is not None:
+            self.cache_uses[project or "none"] += 1
         self.by_outcome[outcome] += 1
         self.by_key[key or "none"][outcome] += 1
         self.by_minute[int(now // 60)][outcome] += 1
@@ -49,10 +62,13 @@ class Stats:
                 "request_sha256": digest,
                 "attempt": attempt,
                 "tier": tier,
+                "cached_content": cache,
             }
         )
 
-    def to_json(self, with_calls: bool, files: int) -> dict[str, Any]:
+    def to_json(self, with_calls: bool, files: int, caches: list[dict[str, Any]]) -> dict[str, Any]:
+        """The statistics; `caches` are the live caches' summaries."""
+        by_project = Counter(str(c["project"]) for c in caches)
         out: dict[str, Any] = {
             "total": sum(self.by_outcome.values()),
             "by_outcome": dict(self.by_outcome),
@@ -63,6 +79,9 @@ class Stats:
             "held": self.held,
             "uploads": dict(self.uploads),
             "files": files,
+            "caches": dict(by_project),
+            "cached_contents": caches,
+            "cache_uses": dict(self.cache_uses),
         }
         if with_calls:
             out["calls"] = self.calls

@@ -137,6 +137,10 @@ def job_options(command: F) -> F:
                          show_default=True,
                          help="With --mode batch: a batch still pending after this many "
                               "seconds is cancelled and its prompts sent again."),
+            click.option("--cache", is_flag=True,
+                         help="Prompts sharing a prefix (system instruction, tools, leading "
+                              "media) name one Gemini context cache per project instead of "
+                              "sending it again: those tokens cost the cached price."),
             click.option("--resume", "resume", default=None, metavar="JOB_ID",
                          help="Finish an interrupted submit of this job, from where it stopped."),
         ]
@@ -147,12 +151,12 @@ def job_options(command: F) -> F:
 
 def _options(queue: str | None, priority: str, weight: float, max_concurrency: int,
              max_rpm: int, budget: float, dedupe: bool, mode: str, fallback: str | None,
-             fallback_after: float, batch_deadline: float) -> JobOptions:  # fmt: skip
+             fallback_after: float, batch_deadline: float, cache: bool) -> JobOptions:  # fmt: skip
     if fallback and mode == Mode.ONLINE.value:
         raise click.UsageError("--fallback is for --mode flex or --mode batch")
     return JobOptions(queue, Priority(priority), weight, max_concurrency, max_rpm, budget, dedupe,
                       Mode(mode), fallback_after if fallback else 0.0,
-                      batch_deadline)  # fmt: skip
+                      batch_deadline, cache)  # fmt: skip
 
 
 def _submit_file(
@@ -425,7 +429,9 @@ def status(job_id: str, as_json: bool) -> None:
         f"({state.counts.succeeded} ok, {state.counts.failed} failed: {kinds})",
         f"waiting {state.waiting}, in flight {state.in_flight}, "
         f"{view['rate_per_second']}/s, ETA {eta_text(state.eta)}",
-        f"tokens {state.counts.prompt_tokens} in / {state.counts.output_tokens} out / "
+        f"tokens {state.counts.prompt_tokens} in"
+        + (f" ({state.counts.cached_tokens} cached)" if state.counts.cached_tokens else "")
+        + f" / {state.counts.output_tokens} out / "
         f"{state.counts.thought_tokens} thinking, cost ${state.counts.cost:.4f}"
         + (f" of ${state.counts.budget:.2f}" if state.counts.budget else "")
         + (

@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from gemini_tasks.pool import operator_pool
 from gemini_tasks.prices import price_of
 from gemini_tasks.producer import Job, JobStatus
+from gemini_tasks.worker.caching import job_caches
 
 LOOK_EVERY = 1.0
 # Nothing finished for this long: say why, if it is the quota.
@@ -115,6 +116,15 @@ class JobProgress:
             )
 
 
+def _cache_lines(job: Job) -> list[str]:
+    caches = job_caches(job.rt.redis, job.rt.keys, job.id)
+    lines = [f"context caches created: {caches.created}"] if caches.created else []
+    for tokens, least in caches.small:
+        lines.append(f"warning: a shared prefix of {tokens} tokens is under the model's minimum "
+                     f"of {least} for a context cache; its prompts were sent uncached")  # fmt: skip
+    return lines
+
+
 def summary(job: Job, output: str | None = None) -> str:
     """The end-of-run summary: successes, failures by kind, 429s met, tokens and cost."""
     status = job.status()
@@ -126,10 +136,12 @@ def summary(job: Job, output: str | None = None) -> str:
     lines.append(f"calls answered 429: {counts.rate_limited}")
     if counts.reused:
         lines.append(f"answered by an identical request (--dedupe, no call): {counts.reused}")
+    cached = f" ({counts.cached_tokens} from context caches)" if counts.cached_tokens else ""
     lines.append(
-        f"tokens: {counts.prompt_tokens} in, {counts.output_tokens} out, "
+        f"tokens: {counts.prompt_tokens} in{cached}, {counts.output_tokens} out, "
         f"{counts.thought_tokens} thinking"
     )
+    lines.extend(_cache_lines(job))
     model = status.info.model or job.rt.settings.model
     priced = price_of(job.rt.settings.prices, model) is not None
     cost = f"${counts.cost:.4f}" if priced else f"unknown (no price for {model})"

@@ -58,6 +58,9 @@ class JobOptions:
     # With BATCH: a batch still pending after this many seconds is cancelled and its prompts
     # batched again (with a fallback_after, the job goes on online).
     batch_deadline: float = 86400.0
+    # Prompts sharing a prefix (system instruction, leading media) name one context cache
+    # per project instead of sending it: its input tokens cost the cached price.
+    cache: bool = False
 
     def fields(self) -> dict[str, str | int | float]:
         return {
@@ -69,6 +72,7 @@ class JobOptions:
             "mode": self.mode.value,
             "fallback_after": self.fallback_after,
             "batch_deadline": self.batch_deadline,
+            "cache": int(self.cache),
         }
 
 

@@ -9,7 +9,8 @@ time out (`claim_batches.lua`), so a batch whose worker died is taken up by anot
 hold lapses. A batch goes `formed` (its prompts chosen), `creating` (a key of `project`
 chosen, the Gemini batch being created under the display name that names this record),
 `pending` (Gemini's batch `name` known), and its record is deleted once its prompts are
-settled.
+settled. A batch too large for inline requests names the JSONL file it was uploaded as
+(`input_file`), so whichever worker ends it deletes the file.
 
 Runs on the broker's Redis, beside the jobs' queues.
 """
@@ -48,6 +49,9 @@ class BatchRecord:
     submitted_at: float = 0.0
     polls: int = 0
     model: str = ""
+    # The JSONL file its requests were uploaded as ("files/..."); "" for inline requests,
+    # and in records saved before file batches were.
+    input_file: str = ""
 
     @property
     def display_name(self) -> str:
@@ -94,6 +98,7 @@ class BatchBook:
             submitted_at=float(raw.get("submitted_at", 0)),
             polls=int(raw.get("polls", 0)),
             model=raw.get("model", ""),
+            input_file=raw.get("input_file", ""),
         )
 
     def save(self, batch: BatchRecord) -> None:
@@ -108,6 +113,7 @@ class BatchBook:
                 "submitted_at": batch.submitted_at,
                 "polls": batch.polls,
                 "model": batch.model,
+                "input_file": batch.input_file,
             },
         )
 

@@ -103,6 +103,7 @@ class Control:
     # are batched again).
     fallback_after: float = 0.0
     batch_deadline: float = 86400.0  # a batch still pending this long is cancelled
+    cache: bool = False  # prompts sharing a prefix name one context cache per project
 
 
 @dataclass(frozen=True)
@@ -139,8 +140,8 @@ class JobQueue:
 
     def control(self, job_id: str) -> Control:
         """What a worker needs to know of a job while it runs its prompts."""
-        fields = ["state", "budget", "dedupe", "mode", "fallback_after", "batch_deadline"]
-        state, budget, dedupe, mode, fallback, deadline = self.redis.hmget(
+        fields = ["state", "budget", "dedupe", "mode", "fallback_after", "batch_deadline", "cache"]
+        state, budget, dedupe, mode, fallback, deadline, cache = self.redis.hmget(
             self.keys.job(job_id), fields
         )
         return Control(
@@ -150,6 +151,7 @@ class JobQueue:
             mode=Mode.ONLINE if mode is None else Mode(text(mode)),
             fallback_after=0.0 if fallback is None else float(text(fallback)),
             batch_deadline=86400.0 if deadline is None else float(text(deadline)),
+            cache=cache is not None and text(cache) == "1",
         )
 
     def info(self, job_id: str) -> JobInfo | None:

@@ -2,9 +2,11 @@
 Mode (half the price, answers within 24 hours: ai.google.dev/gemini-api/docs/batch-mode).
 
 It forms batches from the front of batch jobs' queues, creates each with a key the pool
-leases (its media uploaded in that key's project), looks at pending batches ever less often,
-and writes every answer or error to its own prompt's result, matched by the index each
-request carries in its metadata, not by position. Every step is recorded in Redis first
+leases (its media uploaded in that key's project) from inline requests, or, when they pass
+`GEMINI_TASKS_BATCH_INLINE_BYTES`, from a JSONL file uploaded with that key, looks at pending
+batches ever less often, and writes every answer or error to its own prompt's result,
+matched by the index each request carries (in its metadata inline, as its line's key in a
+file), not by position. Every step is recorded in Redis first
 (`gemini_tasks.scheduler.BatchBook`), so any worker goes on from where a dead one stopped: a
 batch whose creation may have reached Gemini is looked for by its display name before it is
 created again. A batch that fails, expires or is still pending past its job's
@@ -16,12 +18,14 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import threading
 import time
-from typing import Any
+from typing import IO, Any
 
+from google.genai import _common, types
+from google.genai import batches as genai_batches
 from google.genai import errors as genai_errors
-from google.genai import types
 
 from gemini_tasks import prices
 from gemini_tasks.errors import (
@@ -50,8 +54,14 @@ log = logging.getLogger(__name__)
 TICK = 1.0  # seconds between looks for batches to form or due for a look
 FIRST_LOOK = 1.0  # a new batch is looked at after this, then twice as late each time
 MAX_ROUNDS = 3  # batches a prompt may be in that failed or expired before it fails
-# Inline requests of one batch in all, under Gemini's 20 MB limit on a request.
-BATCH_BYTES = 16 * 1024 * 1024
+# A file batch's requests in all, at most: half of Gemini's 2 GB limit on an input file
+# (ai.google.dev/gemini-api/docs/batch-mode). The file is written to the worker's disk and
+# uploaded in one step, it counts against the project's 20 GB of Files storage beside its
+# media and its other batches' files, and a batch that fails is sent again whole.
+FILE_BYTES = 1024**3
+# Bytes a second a file batch's upload is allowed at least while the batch stays this
+# worker's: past its hold, another worker would take the batch up and create it again.
+UPLOAD_RATE = 1024**2
 DONE = {"JOB_STATE_SUCCEEDED"}
 ENDED = {"JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
 
@@ -111,7 +121,7 @@ class Batcher(threading.Thread):
     def _submit(self, batch: BatchRecord) -> None:
         staged = self._staged(batch)
         if not staged:
-            self.ctx.batches.drop(batch)
+            self._drop(batch)
             return
         model = next(iter(staged.values())).model or self.settings.model
         lease = self.ctx.pool.acquire(model, 1, self.ctx.queue.ticket())
@@ -119,20 +129,22 @@ class Batcher(threading.Thread):
             if lease.seconds == float("inf"):
                 why = f"no usable API key: all {len(self.ctx.pool.keys)} keys are FAILED_INIT"
                 self._fail(batch.job, list(staged), ErrorKind.KEY_INVALID, why)
-                self.ctx.batches.drop(batch)
+                self._drop(batch)
                 return
             self.ctx.batches.look_again(batch.id, min(lease.seconds, self.settings.batch_poll))
             return
         try:
             client = self._client(lease.key)
-            requests, later = self._requests(batch.id, batch.job, staged, model, client,
-                                             lease.key)  # fmt: skip
+            with BatchInput(self.settings.batch_inline_bytes) as built:
+                later = self._requests(batch, staged, model, client, lease.key, built)
+                source = self._source(batch, client, built)
         except BaseException:
             self.ctx.pool.give_back(lease)
             raise
-        sent = [int(r.metadata["index"]) for r in requests if r.metadata]
+        sent = built.indexes
         batch.state, batch.indexes, batch.model = BatchState.CREATING, sent, model
         batch.project, batch.key_id = lease.key.project, lease.key.id
+        batch.input_file = source if isinstance(source, str) else ""
         batch.submitted_at = time.time()
         # The record first: a worker dying between the two leaves no prompt in two places.
         if sent:
@@ -142,44 +154,68 @@ class Batcher(threading.Thread):
             self.ctx.queue.park(batch.job, later, carry=_carry(batch.round))
         if not sent:
             self.ctx.pool.give_back(lease)
-            self.ctx.batches.drop(batch)
+            self._drop(batch)
             return
         self.ctx.batches.look_again(batch.id, self.hold)  # renewed: creating is the long step
-        self._create(batch, client, lease, requests)
+        self._create(batch, client, lease, source)
 
     def _requests(
         self,
-        batch_id: str,
-        job: str,
+        batch: BatchRecord,
         staged: dict[int, StagedRecord],
         model: str,
         client: Any,
         key: ApiKey,
-    ) -> tuple[list[types.InlinedRequest], list[int]]:
-        """The batch's requests (of `model`, up to BATCH_BYTES), and the prompts left for
-        the next batch."""
-        requests: list[types.InlinedRequest] = []
+        built: BatchInput,
+    ) -> list[int]:
+        """Build the batch's requests into `built`, each with its JSONL line, whose length
+        counts towards the limits (those of `model`, up to FILE_BYTES in all); the prompts
+        left for the next batch."""
         later: list[int] = []
-        size = 0
+        full = False
         for index, record in staged.items():
-            if (record.model or self.settings.model) != model or size > BATCH_BYTES:
+            if full or (record.model or self.settings.model) != model:
                 later.append(index)
                 continue
-            request = self._request(job, index, record, model, client, key)
+            request = self._request(batch.job, index, record, model, client, key)
             if record.media:  # uploads take time: the batch stays this worker's meanwhile
-                self.ctx.batches.look_again(batch_id, self.hold)
-            if request is not None:
-                requests.append(request)
-                size += record_size(record)
-        return requests, later
+                self.ctx.batches.look_again(batch.id, self.hold)
+            if request is None:
+                continue
+            line = file_line(client, index, request)
+            full = not built.fits(line)
+            if full:
+                later.append(index)
+            else:
+                built.add(index, request, line)
+        return later
+
+    def _source(
+        self, batch: BatchRecord, client: Any, built: BatchInput
+    ) -> list[types.InlinedRequest] | str:
+        """What the batch is created from: its inline requests, or, past the inline limit,
+        the name of the JSONL file they are uploaded as with the batch's key."""
+        if not built.as_file:
+            return built.inline
+        self.ctx.batches.look_again(batch.id, self.hold + built.size / UPLOAD_RATE)
+        built.lines.seek(0)
+        uploaded = client.files.upload(file=built.lines, config=types.UploadFileConfig(
+            mime_type="application/jsonl", display_name=batch.display_name))  # fmt: skip
+        log.info("batch %s: %d requests (%d bytes) uploaded as %s", batch.id,
+                 len(built.indexes), built.size, uploaded.name)  # fmt: skip
+        return str(uploaded.name)
 
     def _create(
-        self, batch: BatchRecord, client: Any, lease: Lease, requests: list[types.InlinedRequest]
+        self,
+        batch: BatchRecord,
+        client: Any,
+        lease: Lease,
+        source: list[types.InlinedRequest] | str,
     ) -> None:
         try:
             self.ctx.fence.check()  # a worker taken for dead creates nothing
             created = client.batches.create(
-                model=batch.model, src=requests,
+                model=batch.model, src=source,
                 config=types.CreateBatchJobConfig(display_name=batch.display_name),
             )  # fmt: skip
         except Exception as exc:
@@ -193,12 +229,14 @@ class Batcher(threading.Thread):
             if isinstance(error, InvalidRequest):
                 message = redact(f"Gemini refused the batch: {error}", self.ctx.pool.key_list)
                 self._fail(batch.job, batch.indexes, ErrorKind.INVALID_REQUEST, message)
-                self.ctx.batches.drop(batch)
+                self._drop(batch, client)
                 return
-            # Refused (a 429, a key refused): created again. A timeout or a 5xx may have
-            # reached Gemini: it stays `creating`, so it is looked for by name first.
+            # Refused (a 429, a key refused): created again, its requests built and uploaded
+            # again. A timeout or a 5xx may have reached Gemini: it stays `creating`, its file
+            # kept, so it is looked for by name first.
             if isinstance(error, (QuotaExceeded, CapacityExhausted, KeyInvalid)):
                 batch.state = BatchState.FORMED
+                self._forget_input(batch, client)
             batch.polls += 1
             self.ctx.batches.save(batch)
             self.ctx.batches.look_again(batch.id, self._later(batch))
@@ -209,8 +247,9 @@ class Batcher(threading.Thread):
         batch.state, batch.name, batch.polls = BatchState.PENDING, str(created.name), 0
         self.ctx.batches.save(batch)
         self.ctx.batches.look_again(batch.id, FIRST_LOOK)
-        log.info("job %s: batch %s of %d prompts created as %s in project %s", batch.job,
-                 batch.id, len(batch.indexes), created.name, batch.project)  # fmt: skip
+        log.info("job %s: batch %s of %d prompts created as %s in project %s from %s",
+                 batch.job, batch.id, len(batch.indexes), created.name, batch.project,
+                 batch.input_file or "inline requests")  # fmt: skip
 
     def _staged(self, batch: BatchRecord) -> dict[int, StagedRecord]:
         """The batch's prompts that can go: those whose record is bad end here, with why."""
@@ -261,6 +300,7 @@ class Batcher(threading.Thread):
             self._look(batch, control)
             return
         batch.state = BatchState.FORMED
+        self._forget_input(batch, client)  # no batch of Gemini's reads it
         self.ctx.batches.save(batch)
         self._submit(batch)
 
@@ -291,7 +331,7 @@ class Batcher(threading.Thread):
             return
         state = str(found.state.name if found.state else "")
         if state in DONE:
-            self._collect(batch, control, found)
+            self._collect(batch, control, found, client)
         elif state in ENDED:
             why = f"its batch {batch.name} ended {state.removeprefix('JOB_STATE_')}"
             self._send_back(batch, control, batch.indexes, why)
@@ -305,47 +345,71 @@ class Batcher(threading.Thread):
             self.ctx.batches.save(batch)
             self.ctx.batches.look_again(batch.id, self._later(batch))
 
-    def _collect(self, batch: BatchRecord, control: Control, found: types.BatchJob) -> None:
-        """Every answer to its own prompt's result; prompts Gemini did not answer, or answered
-        with what another try may fix, go back."""
+    def _collect(
+        self, batch: BatchRecord, control: Control, found: types.BatchJob, client: Any
+    ) -> None:
+        """Every answer to its own prompt's result, inline or read from the batch's responses
+        file; prompts Gemini did not answer, or answered with what another try may fix, go
+        back."""
+        try:
+            answers = _answers(client, found)
+        except genai_errors.ClientError as exc:  # it will not be read however often we ask
+            why = f"its responses file could not be read ({exc.code})"
+            self._send_back(batch, control, batch.indexes, why)
+            return
         price = prices.price_of(self.settings.prices, batch.model)
         raws = self.ctx.queue.records(batch.job, batch.indexes)
         again: list[int] = []
         answered: set[int] = set()
-        for item in (found.dest.inlined_responses if found.dest else None) or []:
+        for item in answers:
             index = int((item.metadata or {}).get("index", -1))
             if index not in raws or index in answered:
                 continue
             answered.add(index)
-            if raws[index] is None:
-                continue  # it has its result already
-            result = self._result(batch.job, index, raws[index])
-            result.attempts, result.key_id = batch.round + 1, batch.key_id
-            result.model, result.mode = batch.model, Mode.BATCH.value
-            result.timings = {"started_at": batch.submitted_at, "finished_at": time.time()}
-            call = Call(batch.project, False)
-            if item.error is not None:
-                error = classify_status(item.error.code or 0, item.error.message or "")
-                decision = decide(error, PromptState(), self.ctx.policy, call)
-            else:
-                answer = responses.read(item.response or types.GenerateContentResponse())
-                responses.fill(result, item.response or types.GenerateContentResponse(), answer)
-                result.cost = prices.call_cost(price, result.usage, Mode.BATCH.value)
-                decision = decide(answer, PromptState(), self.ctx.policy, call)
-            if decision.action is Action.SUCCEED:
-                record = parse_staged(raws[index])
-                responses.parse_json(result, record.generation_config)
-                self._record(batch.job, result)
-            elif decision.action is Action.FAIL or batch.round + 1 >= MAX_ROUNDS:
-                message = redact(decision.message, self.ctx.pool.key_list)
-                self._end(batch.job, result, decision.kind or ErrorKind.SERVER, message)
-            else:
+            raw = raws[index]
+            if raw is not None and self._settle(batch, index, raw, item, price):
                 again.append(index)
         again += [i for i in batch.indexes if i not in answered]
         if again:
             self._send_back(batch, control, again, "Gemini's batch did not answer them")
         else:
-            self.ctx.batches.drop(batch)
+            self._drop(batch, client)
+        if found.dest and found.dest.file_name:  # once nothing needs it again
+            self._delete_file(client, found.dest.file_name)
+
+    def _settle(
+        self,
+        batch: BatchRecord,
+        index: int,
+        raw: Any,
+        item: types.InlinedResponse,
+        price: prices.Price | None,
+    ) -> bool:
+        """Write the batch's answer or error for prompt `index` to its result; True if it
+        goes in another batch instead."""
+        result = self._result(batch.job, index, raw)
+        result.attempts, result.key_id = batch.round + 1, batch.key_id
+        result.model, result.mode = batch.model, Mode.BATCH.value
+        result.timings = {"started_at": batch.submitted_at, "finished_at": time.time()}
+        call = Call(batch.project, False)
+        if item.error is not None:
+            error = classify_status(item.error.code or 0, item.error.message or "")
+            decision = decide(error, PromptState(), self.ctx.policy, call)
+        else:
+            response = item.response or types.GenerateContentResponse()
+            answer = responses.read(response)
+            responses.fill(result, response, answer)
+            result.cost = prices.call_cost(price, result.usage, Mode.BATCH.value)
+            decision = decide(answer, PromptState(), self.ctx.policy, call)
+        if decision.action is Action.SUCCEED:
+            responses.parse_json(result, parse_staged(raw).generation_config)
+            self._record(batch.job, result)
+        elif decision.action is Action.FAIL or batch.round + 1 >= MAX_ROUNDS:
+            message = redact(decision.message, self.ctx.pool.key_list)
+            self._end(batch.job, result, decision.kind or ErrorKind.SERVER, message)
+        else:
+            return True
+        return False
 
     def _send_back(
         self, batch: BatchRecord, control: Control, indexes: list[int], why: str
@@ -363,7 +427,7 @@ class Batcher(threading.Thread):
             self.ctx.queue.park(batch.job, indexes, carry=_carry(rounds))
             log.warning("job %s: %d prompt(s) go in another batch: %s", batch.job, len(indexes),
                         why)  # fmt: skip
-        self.ctx.batches.drop(batch)
+        self._drop(batch)
 
     def _cancel(self, batch: BatchRecord) -> None:
         """The job was cancelled (or forgotten): so is its batch, and its prompts end."""
@@ -377,9 +441,31 @@ class Batcher(threading.Thread):
                 log.info("batch %s: cancelling it at Gemini failed: %s", batch.name, exc.code)
         why = "cancelled: the job was cancelled while its batch was waiting"
         self._fail(batch.job, batch.indexes, ErrorKind.CANCELLED, why)
-        self.ctx.batches.drop(batch)
+        self._drop(batch, client)
 
     # -- helpers ------------------------------------------------------------------------
+
+    def _drop(self, batch: BatchRecord, client: Any | None = None) -> None:
+        """Forget the batch, then delete its input file: a worker dying between the two
+        leaves a file Gemini deletes after 48 hours, not a record naming a file gone."""
+        self.ctx.batches.drop(batch)
+        if batch.input_file:
+            self._forget_input(batch, client or self._project_client(batch))
+
+    def _forget_input(self, batch: BatchRecord, client: Any | None) -> None:
+        """Delete the file the batch's requests were uploaded as, with a client of its
+        project if this worker has one (else Gemini deletes it after 48 hours)."""
+        if batch.input_file and client is not None:
+            self._delete_file(client, batch.input_file)
+        batch.input_file = ""
+
+    def _delete_file(self, client: Any, name: str) -> None:
+        # Best effort: nothing waits on it. Gemini refuses today to delete the responses
+        # file of a batch (googleapis/python-genai#1759) and deletes every file in 48 hours.
+        try:
+            client.files.delete(name=name)
+        except Exception as exc:
+            log.info("could not delete %s: %s", name, redact(str(exc), self.ctx.pool.key_list))
 
     def _later(self, batch: BatchRecord) -> float:
         return min(self.settings.batch_poll, FIRST_LOOK * 2.0 ** min(batch.polls, 16))
@@ -422,10 +508,74 @@ def _carry(rounds: int) -> str:
     return json.dumps({"batch_rounds": rounds})
 
 
-def record_size(record: StagedRecord) -> int:
-    """About what a record adds to a batch request: its text and its inline media."""
-    return (
-        len(record.prompt or "")
-        + len(record.system_instruction or "")
-        + sum(m.size for m in record.media if m.sha256)
-    )
+class BatchInput:
+    """A batch's requests as they are built: each one's JSONL line, in a file on the worker's
+    disk, and the requests themselves while they all still fit inline."""
+
+    def __init__(self, inline_limit: int) -> None:
+        self.inline_limit = inline_limit
+        self.inline: list[types.InlinedRequest] = []
+        self.lines: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (__exit__ closes it)
+        self.size = 0
+        self.indexes: list[int] = []
+
+    def __enter__(self) -> BatchInput:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.lines.close()
+
+    @property
+    def as_file(self) -> bool:
+        return self.size > self.inline_limit
+
+    def fits(self, line: bytes) -> bool:
+        """Whether `line` may join: a file batch holds up to FILE_BYTES (one line, any)."""
+        return not self.indexes or self.size + len(line) <= FILE_BYTES
+
+    def add(self, index: int, request: types.InlinedRequest, line: bytes) -> None:
+        self.lines.write(line)
+        self.size += len(line)
+        self.indexes.append(index)
+        if self.as_file:
+            self.inline.clear()  # only its lines are sent: the requests need not be held
+        else:
+            self.inline.append(request)
+
+
+def file_line(client: Any, index: int, request: types.InlinedRequest) -> bytes:
+    """`request` as a line of a file batch, `{"key": index, "request": ...}`: the request is
+    the GenerateContentRequest JSON google-genai sends for it inline (generation settings
+    under `generationConfig`; the system instruction, tools and safety settings beside
+    `contents`; schemas normalised; bytes in base64), so Gemini is asked the same either
+    way. Its length is about what the request adds to an inline batch's body too."""
+    # google-genai's own conversion, not public API: tests/unit/test_batch_files.py checks
+    # the line against what `client.batches.create` sends inline, so a change shows there.
+    sent = genai_batches._InlinedRequest_to_mldev(client._api_client, request)["request"]
+    body = _common.encode_unserializable_types(_common.convert_to_dict(sent))
+    return (json.dumps({"key": str(index), "request": body}) + "\n").encode()
+
+
+def _answers(client: Any, found: types.BatchJob) -> list[types.InlinedResponse]:
+    """A finished batch's answers, each with its prompt's index in its metadata: inline, or
+    every line of its responses file."""
+    dest = found.dest
+    if dest is None or not dest.file_name:
+        return list(dest.inlined_responses or []) if dest else []
+    lines = client.files.download(file=dest.file_name).splitlines()
+    return [answer for answer in map(line_answer, lines) if answer is not None]
+
+
+def line_answer(line: bytes) -> types.InlinedResponse | None:
+    """A line of a responses file (`{"key", "response"}` or `{"key", "error"}`) as the inline
+    answer it stands for, its key as the index; None for a line that is no JSON object."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(entry, dict):
+        return None
+    answer = {k: entry[k] for k in ("response", "error") if entry.get(k) is not None}
+    answer["metadata"] = {"index": str(entry.get("key", -1))}
+    # Read as google-genai reads an inline answer: fields it does not know are dropped.
+    return types.InlinedResponse._from_response(response=answer, kwargs={})

@@ -12,7 +12,9 @@ wait out an outage, or give up. What tells them apart, as production Gemini answ
   suspended, denied, API disabled, blocked): the key is out for good (`KeyInvalid`).
 - 5xx (502 pages that are not JSON included), 499, 408, timeouts and network failures:
   transient (`TransientError`).
-- Other 4xx: the request's own fault (`InvalidRequest`); `about_file` when it names a file.
+- Other 4xx: the request's own fault (`InvalidRequest`); `about_file` when it names a file,
+  `about_cache` when it names a context cache (403 "CachedContent not found (or permission
+  denied)" once a cache expired: ai.google.dev/gemini-api/docs/caching).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ _KEY_MESSAGES = re.compile(
     re.IGNORECASE,
 )
 _FILE_MESSAGE = re.compile(r"\bFile\b")
+_CACHE_MESSAGE = re.compile(r"\bCachedContent\b")
 _DELAY = re.compile(r"retry in (\d+(?:\.\d+)?)s", re.IGNORECASE)
 
 
@@ -130,7 +133,9 @@ def classify(exc: BaseException) -> GeminiCallError:
         if code >= 500 or code in (408, 409, 499):
             return TransientError(text, code=code, status=status)
         about_file = bool(_FILE_MESSAGE.search(body.message))
-        return InvalidRequest(text, code=code, status=status, about_file=about_file)
+        about_cache = bool(_CACHE_MESSAGE.search(body.message))
+        return InvalidRequest(text, code=code, status=status, about_file=about_file,
+                              about_cache=about_cache)  # fmt: skip
     if isinstance(exc, _TRANSPORT_ERRORS):
         name = type(exc).__name__
         detail = str(exc) or "no detail"

@@ -15,6 +15,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from google import genai
+
 from gemini_tasks import broker, runtime
 from gemini_tasks.errors import GeminiTasksError
 from gemini_tasks.keys import load_keys
@@ -30,6 +32,8 @@ from gemini_tasks.scheduler import (
     Outcomes,
 )
 from gemini_tasks.scheduler.answers import CLAIM_RENEW
+from gemini_tasks.worker.caching import Caches
+from gemini_tasks.worker.clients import client_for
 from gemini_tasks.worker.counting import TokenCounter
 from gemini_tasks.worker.decide import RetryPolicy
 from gemini_tasks.worker.uploads import Uploads
@@ -73,6 +77,7 @@ class WorkerContext:
     runtime: runtime.Runtime
     pool: KeyPool
     uploads: Uploads
+    caches: Caches
     counter: TokenCounter
     policy: RetryPolicy
     threads: int  # calls this process may have in flight: each key's HTTP pool is sized to it
@@ -105,6 +110,16 @@ class WorkerContext:
             return False
         return info.state is JobState.SUBMITTING or self.outcomes.counts(job_id).done < info.total
 
+    def client_of(self, project: str) -> genai.Client | None:
+        """A client with one of this worker's keys of `project`, if it holds any (what a
+        project owns, only its keys may delete)."""
+        keys = [k for k in self.pool.key_list if k.project == project]
+        if not keys:
+            return None
+        settings = self.runtime.settings
+        return client_for(keys[0], settings.gemini_base_url, settings.request_timeout,
+                          self.threads)  # fmt: skip
+
     def started(self) -> None:
         with self._lock:
             self.busy += 1
@@ -133,6 +148,7 @@ def _build(threads: int | None) -> WorkerContext:
         runtime=rt,
         pool=pool,
         uploads=uploads,
+        caches=Caches(rt.redis, rt.keys, settings.cache_ttl, settings.result_expires),
         counter=TokenCounter(rt.redis, rt.keys, settings.result_expires),
         policy=RetryPolicy.from_settings(settings),
         threads=threads or settings.concurrency,

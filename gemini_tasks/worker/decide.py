@@ -11,8 +11,9 @@ unit-tested without Redis, workers or Gemini; `PromptRun` applies its decisions.
   what the call taught it, makes the lease wait as long as it must.
 - A full Files API storage frees the project's unneeded uploads once, then backs off.
 - A refusal naming an uploaded file may mean Gemini forgot it (it keeps files 48 hours):
-  forget the project's cached uploads and try once more. Other 4xx are the request's own
-  fault: sending it again cannot help.
+  forget the project's cached uploads and try once more. One naming the context cache the
+  call used means it expired: forget it (the next call makes it again) and try once more.
+  Other 4xx are the request's own fault: sending it again cannot help.
 - Other server errors, timeouts and network failures back off exponentially and try again,
   up to `max_retries` more attempts.
 - A Flex call shed (a capacity 429 or a 5xx) backs off exponentially, as long as the outage
@@ -43,6 +44,7 @@ class Action(Enum):
     FAIL = "fail"  # end the prompt with `kind` and `message`
     AGAIN = "again"  # lease a key and call again at once (the lease waits if it must)
     REUPLOAD = "reupload"  # forget the project's cached uploads, then call again
+    RECACHE = "recache"  # forget the context cache the call named, then call again
     FREE_STORAGE = "free_storage"  # delete the project's unneeded uploads, then call again
     BACKOFF = "backoff"  # wait up to `backoff_ceiling` seconds, then call again
     # Flex shed the call: wait up to `backoff_ceiling` seconds as through an outage (not
@@ -70,6 +72,7 @@ class PromptState:
     empty_answers: int = 0
     sheds: int = 0  # Flex calls shed in a row
     reuploaded: frozenset[str] = field(default_factory=frozenset)
+    recached: frozenset[str] = field(default_factory=frozenset)
     storage_freed: frozenset[str] = field(default_factory=frozenset)
 
 
@@ -91,6 +94,7 @@ class Call:
     used_uploads: bool  # the request named uploaded files
     outage: bool = False  # the model's circuit is open: Gemini is failing for everyone
     flex: bool = False  # the call asked for the Flex tier
+    cached: bool = False  # the request named a context cache
 
 
 def _answered(answer: Answer, state: PromptState, policy: RetryPolicy) -> Decision:
@@ -144,6 +148,9 @@ def decide(
         after = replace(state, storage_freed=state.storage_freed | {call.project})
         return Decision(Action.FREE_STORAGE, after, error.kind, message)
     if isinstance(error, InvalidRequest):
+        if error.about_cache and call.cached and call.project not in state.recached:
+            after = replace(state, recached=state.recached | {call.project})
+            return Decision(Action.RECACHE, after, error.kind, message)
         if error.about_file and call.used_uploads and call.project not in state.reuploaded:
             after = replace(state, reuploaded=state.reuploaded | {call.project})
             return Decision(Action.REUPLOAD, after, error.kind, message)

@@ -9,6 +9,7 @@ from google.genai import types
 
 from gemini_tasks.media.fields import arrange
 from gemini_tasks.records import StagedRecord
+from gemini_tasks.worker.caching import CACHED_FIELDS, CacheUse
 
 
 @dataclass(frozen=True)
@@ -25,29 +26,41 @@ def build_request(
     media_parts: Sequence[types.Part] = (),
     label: str = "",
     flex: bool = False,
+    cache: CacheUse | None = None,
 ) -> GeminiRequest:
     """The request for one attempt.
 
     `timeout_seconds`, when given, bounds this attempt's HTTP call below the client's own
     timeout. `media_parts[i]` is the part for `record.media[i]`; the prompt's `<audio>` and
     `<video>` tokens place them among the text. With `flex`, the call asks for the Flex tier.
+    With `cache`, the request names it instead of sending the prefix it holds: Gemini
+    refuses a request naming a cache that also sets a system instruction, tools or a tool
+    config (ai.google.dev/gemini-api/docs/caching).
     """
     config = dict(record.generation_config)
     if flex:
         config["service_tier"] = types.ServiceTier.FLEX
-    if record.system_instruction:
+    if cache is not None:
+        config["cached_content"] = cache.name
+        for name in CACHED_FIELDS:
+            config.pop(name, None)
+    elif record.system_instruction:
         config["system_instruction"] = record.system_instruction
     if timeout_seconds is not None:
         config["http_options"] = types.HttpOptions(timeout=max(1, int(timeout_seconds * 1000)))
     return GeminiRequest(
         model=model,
-        contents=[types.Content(role="user", parts=_parts(record, media_parts, label))],
+        contents=[types.Content(role="user", parts=_parts(record, media_parts, label, cache))],
         # The SDK converts every field of a config on every call: send none when none is set.
         config=types.GenerateContentConfig(**config) if config else None,
     )
 
 
-def _parts(record: StagedRecord, media_parts: Sequence[types.Part], label: str) -> list[types.Part]:
+def _parts(
+    record: StagedRecord, media_parts: Sequence[types.Part], label: str, cache: CacheUse | None
+) -> list[types.Part]:
     kinds = [m.kind for m in record.media]
     ordered = arrange(record.prompt, list(range(len(kinds))), lambda i: kinds[i], label)
+    if cache is not None:
+        ordered = ordered[cache.lead :]  # the cache holds them
     return [types.Part(text=x) if isinstance(x, str) else media_parts[x] for x in ordered]

@@ -42,6 +42,7 @@ from gemini_tasks.scheduler import JobState, Mode, request_digest
 from gemini_tasks.scheduler.answers import CLAIM_RENEW
 from gemini_tasks.scheduler.ending import end_unsent
 from gemini_tasks.worker import response as responses
+from gemini_tasks.worker.caching import CacheUse, Prefix, prefix_of
 from gemini_tasks.worker.classify import classify
 from gemini_tasks.worker.clients import client_for
 from gemini_tasks.worker.context import Evicted, WorkerContext
@@ -133,6 +134,8 @@ class PromptRun:
         self.digest: str | None = None  # the request this prompt holds the claim on
         self.renewed_at = 0.0
         self.answered = False  # by an answer stored for its request (--dedupe)
+        self.prefix: Prefix | None = None  # what a --cache job's context cache holds of it
+        self.cache: CacheUse | None = None  # the cache its last call named
 
     def carry(self, key_due_in: float | None = None) -> dict[str, Any]:
         """What the prompt's next run goes on from; with `key_due_in` (seconds until the
@@ -252,6 +255,8 @@ class PromptRun:
         if self.mode is None:
             job = self.ctx.job_control(self.job_id) if self.job_id else None
             self.mode = job.mode if job else Mode.ONLINE
+        if self.job_id is not None and self.ctx.job_control(self.job_id).cache:
+            self.prefix = prefix_of(record, model)
         while True:
             tokens = self.ctx.counter.estimate(model, record, media.tokens)
             self._check_job(model)
@@ -274,7 +279,8 @@ class PromptRun:
             outcome, parts, outage = self._call(lease, record, media, model)
             self._settle(reserved)
             # The mode changes only between calls (`_fall_back`): it is the one just made.
-            call = Call(lease.key.project, bool(media.to_upload), outage, self.mode is Mode.FLEX)
+            call = Call(lease.key.project, bool(media.to_upload), outage, self.mode is Mode.FLEX,
+                        self.cache is not None)  # fmt: skip
             if self._apply(decide(outcome, self.state, self.ctx.policy, call), lease, media, parts):
                 return
 
@@ -315,7 +321,11 @@ class PromptRun:
             # The client's own timeout applies unless less time than that is left.
             timeout = remaining if remaining < self.settings.request_timeout else None
             label = str(self.result.task_id or self.result.index)
-            request = build_request(record, model, timeout, parts, label=label, flex=flex)
+            self.cache = None
+            if self.prefix is not None and self.job_id is not None:
+                self.cache = self.ctx.caches.use(self.job_id, self.prefix, lease.key.project,
+                                                 client, parts)  # fmt: skip
+            request = build_request(record, model, timeout, parts, label, flex, self.cache)
             if media.tokens.mine:  # media counted only once uploaded
                 self.ctx.counter.count_media(client, model, dict(enumerate(parts)), media.tokens)
             answer = client.models.generate_content(
@@ -388,6 +398,8 @@ class PromptRun:
             used = {p.file_data.file_uri for p in parts if p.file_data}
             stale = [media.refs[i] for i in media.to_upload]
             self.ctx.uploads.forget(lease.key.project, stale, used)
+        elif decision.action is Action.RECACHE and self.prefix and self.cache and self.job_id:
+            self.ctx.caches.forget(self.job_id, lease.key.project, self.prefix, self.cache.name)
         elif decision.action is Action.FREE_STORAGE:
             client = client_for(
                 lease.key, self.settings.gemini_base_url, self.settings.request_timeout,

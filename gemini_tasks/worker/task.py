@@ -31,6 +31,7 @@ from gemini_tasks.result import Result, metadata_of
 from gemini_tasks.scheduler import JobState
 from gemini_tasks.worker import context
 from gemini_tasks.worker.batcher import Batcher
+from gemini_tasks.worker.caching import Janitor
 from gemini_tasks.worker.classify import classify
 from gemini_tasks.worker.clients import client_for
 from gemini_tasks.worker.context import Evicted, WorkerContext
@@ -55,7 +56,7 @@ class PromptFailed(GeminiTasksError):
         return cls(f"{kind.value}: {message}")
 
 
-_threads: list[Feeder | Heartbeat | Batcher] = []
+_threads: list[Feeder | Heartbeat | Batcher | Janitor] = []
 
 
 @worker_init.connect
@@ -74,7 +75,8 @@ def _start(sender: Any = None, **_: Any) -> None:
 def _run_threads(sender: Any = None, **_: Any) -> None:
     ctx = context.current()
     queues = sorted(sender.app.amqp.queues.consume_from) if sender else [ctx.runtime.settings.queue]
-    _threads[:] = [Heartbeat(ctx), Feeder(ctx, app, queues), Batcher(ctx, queues)]
+    janitor = Janitor(ctx.caches, ctx.client_of, ctx.job_running)
+    _threads[:] = [Heartbeat(ctx), Feeder(ctx, app, queues), Batcher(ctx, queues), janitor]
     for thread in _threads:
         thread.start()
 

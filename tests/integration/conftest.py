@@ -44,6 +44,9 @@ class EmulatorControl:
     def expire_files(self) -> int:
         return self._post("/_emulator/expire_files", {})["expired"]
 
+    def expire_caches(self) -> int:
+        return self._post("/_emulator/expire_caches", {})["expired"]
+
     def release(self) -> int:
         """Answer every call a "hold" rule is holding."""
         return self._post("/_emulator/release", {})["released"]
@@ -79,6 +82,7 @@ DEFAULTS = {
     "batch_expire_seconds": 48 * 3600,
     "batch_fails": False,
     "batch_concurrent": 100,
+    "cache_min_tokens": None,
 }
 
 

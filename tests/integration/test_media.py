@@ -22,8 +22,8 @@ from gemini_tasks import runtime
 from gemini_tasks.errors import JobNotFound
 from gemini_tasks.keyspace import Keyspace
 from gemini_tasks.media.refs import MediaRef
-from gemini_tasks.ops import local
-from gemini_tasks.producer import Job, submit
+from gemini_tasks.ops import local, progress
+from gemini_tasks.producer import Job, JobOptions, submit
 from gemini_tasks.records import StagedRecord
 from gemini_tasks.worker.counting import TokenCounter
 from tests.conftest import FAKE_KEY, OTHER_PROJECT_KEY, TEST_ENV
@@ -438,3 +438,71 @@ def test_each_media_file_is_counted_by_gemini_once_for_the_cluster(
         known = counter.media(record)
         assert known.counts == [count] and not known.mine  # nothing left to count
         assert counter.estimate("gemini-2.5-flash", record, known) > count
+
+
+def _lecture(tmp_path: Path, seconds: int = 60) -> Path:
+    video = tmp_path / "lecture.mp4"
+    video.write_bytes(f"EMULATED-MEDIA seconds={seconds}\n".encode() + os.urandom(INLINE_LIMIT))
+    return video
+
+
+def _questions(video: Path, n: int, tag: str = "Question") -> list[dict]:
+    return [{"prompt": f"<video> {tag} {i}?", "video_path": str(video),
+             "system_instruction": "You are a patient lecturer."} for i in range(n)]  # fmt: skip
+
+
+def test_a_cached_prefix_job_names_one_cache_per_project_and_deletes_it_at_the_end(
+    media_workers, emulator, tmp_path
+):
+    records = _questions(_lecture(tmp_path), 30)
+    job = submit(records, options=JobOptions(queue=QUEUE, cache=True))
+    results = list(job.results(timeout=120))
+
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+    assert all(f"Question {r.index}?" in r.response for r in results)
+    assert all(r.usage["cached_content_token_count"] > 1024 for r in results)
+    stats = emulator.stats(calls=True)
+    projects = {c["project"] for c in stats["calls"] if c["outcome"] == "ok"}
+    assert stats["by_outcome"]["cache_create"] == len(projects)  # one per project used
+    assert all(c["cached_content"] for c in stats["calls"] if c["outcome"] == "ok")
+    assert sum(stats["cache_uses"].values()) == 30
+    counts = job.status().counts
+    assert counts.cached_tokens == sum(r.usage["cached_content_token_count"] for r in results)
+    assert "context caches created" in progress.summary(job)
+    # The job ended: a worker holding a key of each project deletes its cache there.
+    emulator.wait_until(lambda s: s["caches"] == {}, "the job's caches deleted")
+
+
+def test_a_prefix_too_small_to_cache_is_sent_uncached_and_the_summary_says_so(
+    media_workers, emulator
+):
+    records = [{"prompt": f"Question {i}?", "system_instruction": "Be brief."} for i in range(6)]
+    job = submit(records, options=JobOptions(queue=QUEUE, cache=True))
+    results = list(job.results(timeout=60))
+
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+    stats = emulator.stats()
+    assert stats["by_outcome"].get("cache_create", 0) == 0 and stats["caches"] == {}
+    assert 1 <= stats["by_outcome"]["cache_too_small"] <= 2  # once per project at most
+    assert "under the model's minimum of 1024" in progress.summary(job)
+
+
+def test_a_cache_that_expires_mid_job_is_made_again_and_every_prompt_answered(
+    media_workers, emulator, tmp_path
+):
+    records = _questions(_lecture(tmp_path), 10)
+    records[4]["prompt"] = "<video> hold me here?"
+    emulator.configure(rules=[{"answer": "hold", "contains": "hold me"}])
+    options = JobOptions(queue=QUEUE, cache=True, max_concurrency=1)  # one prompt at a time
+    job = submit(records, options=options)
+    emulator.wait_until(lambda s: s["held"] == 1, "the fifth prompt's call held")
+    assert emulator.expire_caches() >= 1  # Gemini drops the cache while the job runs
+    emulator.configure(rules=[])
+    emulator.release()
+    results = list(job.results(timeout=120))
+
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+    stats = emulator.stats()
+    assert stats["by_outcome"]["cache_missing"] >= 1  # the next call named the lost cache
+    assert stats["by_outcome"]["cache_create"] >= 2  # and it was made again
+    assert all(r.usage.get("cached_content_token_count") for r in results)

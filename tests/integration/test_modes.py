@@ -6,7 +6,10 @@ batches that expire or pass their deadline are sent again or, with a fallback, r
 Against the emulator, which names the tier that served each call as Gemini does, and
 serves Batch Mode as google-genai speaks it."""
 
+import hashlib
+import json
 import time
+import urllib.request
 
 import pytest
 
@@ -14,6 +17,8 @@ from gemini_tasks import runtime
 from gemini_tasks.keys import load_keys
 from gemini_tasks.pool import KeyPool, PoolConfig
 from gemini_tasks.producer import JobOptions, Mode, submit
+from tests.conftest import FAKE_KEY, TEST_ENV
+from tests.integration.conftest import own_worker
 
 pytestmark = pytest.mark.integration
 
@@ -137,13 +142,16 @@ def test_cancelling_a_batch_job_cancels_its_batch(cluster):
 
 def _states(cluster) -> list[str]:
     """The states of the batches the test key's project has at Gemini."""
+    client = _client(cluster)  # held: a client closes its connections when collected
+    return [str(b.state.name) for b in client.batches.list() if b.state]
+
+
+def _client(cluster):
+    """A google-genai client with the test key, as the workers' (its project's batches)."""
     from google import genai
     from google.genai import types
 
-    from tests.conftest import FAKE_KEY
-
-    client = genai.Client(api_key=FAKE_KEY, http_options=types.HttpOptions(base_url=cluster.url))
-    return [str(b.state.name) for b in client.batches.list() if b.state]
+    return genai.Client(api_key=FAKE_KEY, http_options=types.HttpOptions(base_url=cluster.url))
 
 
 def test_a_batch_gemini_refuses_for_now_is_created_once_the_project_has_room(cluster):
@@ -156,3 +164,79 @@ def test_a_batch_gemini_refuses_for_now_is_created_once_the_project_has_room(clu
 
     assert all(r.ok and r.mode == "batch" for r in results), [r.error for r in results]
     assert cluster.stats()["by_outcome"]["batch_create"] == 1
+
+
+FILE_QUEUE = "file-batches"
+FILE_ENV = {
+    **TEST_ENV,
+    "GEMINI_TASKS_QUEUE": FILE_QUEUE,
+    "GEMINI_TASKS_KEY_PREFIX": "file_batches",
+    # A few hundred bytes a request: a batch of more than a few passes it and goes as a file.
+    "GEMINI_TASKS_BATCH_INLINE_BYTES": "2000",
+}
+
+
+@pytest.fixture(scope="module")
+def file_worker(redis_url, emulator_process, run_dir):
+    """A worker whose batches go as a JSONL file past a small inline limit."""
+    with own_worker(FILE_ENV, "filebatch", 4, run_dir) as rt:
+        yield rt
+
+
+def _input_files(cluster) -> list[str]:
+    """The input file of each batch of the test key's project, as Gemini's REST API names
+    it (`inputConfig.fileName`; google-genai does not read it back)."""
+    request = urllib.request.Request(f"{cluster.url}/v1beta/batches",
+                                     headers={"x-goog-api-key": FAKE_KEY})  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as response:
+        operations = json.load(response)["operations"]
+    return [o["metadata"].get("inputConfig", {}).get("fileName", "") for o in operations]
+
+
+def _gone(client, name: str) -> bool:
+    from google.genai import errors
+
+    try:
+        client.files.get(name=name)
+    except errors.ClientError:
+        return True
+    return False
+
+
+def test_a_batch_past_the_inline_limit_goes_as_a_file_each_answer_to_its_own_prompt(
+    file_worker, emulator, tmp_path
+):
+    emulator.configure(rules=[{"answer": "finish", "reason": "SAFETY", "contains": "forbidden",
+                               "tiers": ["batch"]}])  # fmt: skip
+    sound = tmp_path / "note.mp3"  # inline media: base64 in its line, every symbol of it
+    sound.write_bytes(b"EMULATED-MEDIA seconds=3\n" + bytes(range(256)))
+    records = [{"prompt": f"filed {i}", "system_instruction": "be brief", "metadata": {"i": i}}
+               for i in range(12)]  # fmt: skip
+    records[3]["generation_config"] = {"response_mime_type": "application/json"}
+    records[5]["prompt"] = "forbidden words"
+    records[7] = {"prompt": "listen: <audio>", "audio_path": str(sound), "metadata": {"i": 7}}
+    records[9]["generation_config"] = {"temperature": 5}  # Gemini refuses that request alone
+    options = JobOptions(mode=Mode.BATCH, queue=FILE_QUEUE)
+    results = list(submit(records, options=options, rt=file_worker).results(timeout=120))
+
+    assert [r.metadata["i"] for r in results] == list(range(12))
+    good = [r for r in results if r.index not in (5, 9)]
+    assert all(r.ok and r.mode == "batch" for r in good), [r.error for r in good]
+    # Each prompt's own answer; its system instruction and generation config where Gemini
+    # reads them (misplaced, the emulator refuses the request as Gemini does).
+    assert all(f"filed {r.index} [system: be brief]" in r.response for r in good if r.index != 7)
+    sha256 = hashlib.sha256(sound.read_bytes()).hexdigest()[:16]  # its bytes arrived whole
+    assert f"[inline audio/mp3 sha256:{sha256}]" in results[7].response
+    assert results[3].parsed == {"echo": "echo: filed 3 [system: be brief]"}
+    assert results[5].error_kind == "blocked"
+    assert results[9].error_kind == "invalid_request" and "temperature" in results[9].error
+    stats = emulator.stats()
+    assert stats["by_outcome"]["batch_create"] == 1 and stats["uploads"] == {"project-a": 1}
+    client = _client(emulator)
+    [batch] = client.batches.list()
+    [input_file] = _input_files(emulator)
+    assert input_file.startswith("files/") and batch.dest.file_name  # a file in, a file out
+    deadline = time.monotonic() + 60  # both are deleted once the answers are recorded
+    while not (_gone(client, input_file) and _gone(client, batch.dest.file_name)):
+        assert time.monotonic() < deadline, "the batch's files were not deleted"
+        time.sleep(0.1)

@@ -1,0 +1,271 @@
+"""Explicit context caches for `--cache` jobs (ai.google.dev/gemini-api/docs/caching).
+
+A prompt's prefix is what it sends before its own words: its system instruction, its tools
+and tool config, and the media its prompt places before any text. Prompts of one job with
+the same prefix share one cache per project (a cache, like an upload, is its project's
+alone) and model: the first worker to need it creates it under a Redis lock and records its
+name, every call then names it (`cached_content`) instead of sending the prefix again, and
+Gemini bills those tokens at the cached price. A cache is renewed while its job uses it,
+created again if it expired anyway, and deleted by a worker holding a key of its project
+once its job ends, is cancelled or is forgotten. A prefix under the model's minimum
+cacheable size is sent uncached, and the job's summary says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+
+from gemini_tasks.connections import text
+from gemini_tasks.keyspace import Keyspace
+from gemini_tasks.media.fields import arrange
+from gemini_tasks.records import StagedRecord
+
+log = logging.getLogger(__name__)
+
+# Fields of a prompt's config that Gemini takes only from the cache when a request names
+# one (it refuses a request naming a cache that also sets them).
+CACHED_FIELDS = ("tools", "tool_config")
+LOCK_WAIT = 120.0
+SWEEP_EVERY = 5.0  # seconds between looks for ended jobs' caches to delete
+# "Cached content is too small. total_token_count=896, min_total_token_count=1024"
+_TOO_SMALL = re.compile(r"too small.*?total_token_count=(\d+).*?min_total_token_count=(\d+)")
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """A prompt's cacheable prefix: the media parts `lead` (indexes into the record's
+    media, in the order sent), the system instruction and `config` (tools, tool config);
+    `digest` names it within its job and model."""
+
+    digest: str
+    model: str
+    lead: tuple[int, ...]
+    system_instruction: str | None
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CacheUse:
+    """A call naming cache `name`, which holds the first `lead` parts of its prompt."""
+
+    name: str
+    lead: int
+
+
+def prefix_of(record: StagedRecord, model: str) -> Prefix | None:
+    """The record's cacheable prefix, or None when it has none.
+
+    The media before the prompt's first text are its lead; a prompt with no text after them
+    keeps them (a request needs contents of its own).
+    """
+    kinds = [m.kind for m in record.media]
+    ordered = arrange(record.prompt, list(range(len(kinds))), lambda i: kinds[i], "")
+    lead = 0
+    while lead < len(ordered) and not isinstance(ordered[lead], str):
+        lead += 1
+    if lead == len(ordered):
+        lead = 0
+    config = {f: record.generation_config[f] for f in CACHED_FIELDS
+              if record.generation_config.get(f)}  # fmt: skip
+    if not lead and not record.system_instruction and not config:
+        return None
+    media = tuple(int(i) for i in ordered[:lead])
+    identity = {"model": model, "system": record.system_instruction, **config,
+                "media": [record.media[i].to_json() for i in media]}  # fmt: skip
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+    return Prefix(digest, model, media, record.system_instruction, config)
+
+
+def too_small(message: str) -> tuple[int, int] | None:
+    """(tokens, minimum) when Gemini refused a cache as under the model's minimum size."""
+    match = _TOO_SMALL.search(message)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+@dataclass(frozen=True)
+class JobCaches:
+    """What a job's caches came to, for its summary."""
+
+    created: int
+    small: list[tuple[int, int]]  # (tokens, minimum) of each prefix sent uncached
+
+
+def job_caches(client: redis.Redis, keyspace: Keyspace, job: str) -> JobCaches:
+    """What the job's caches came to so far."""
+    raw = client.hgetall(keyspace.job_caches(job))
+    fields = {text(k): text(v) for k, v in raw.items()}
+    small = [json.loads(v) for k, v in fields.items() if k.startswith("small|")]
+    return JobCaches(int(fields.get("created", 0)), [(int(t), int(m)) for t, m in small])
+
+
+class Caches:
+    """The cluster's context caches, recorded in Redis (`{p}:caches:<job>`)."""
+
+    def __init__(self, client: redis.Redis, keyspace: Keyspace, ttl: int, record_ttl: int):
+        self.redis, self.keys, self.ttl, self.record_ttl = client, keyspace, ttl, record_ttl
+
+    def use(
+        self, job: str, prefix: Prefix, project: str, client: genai.Client, parts: Sequence[Any]
+    ) -> CacheUse | None:
+        """The cache of `prefix` in `project`, created with `client` if no worker has one
+        (`parts[i]` is the part of the record's media i); None when the prefix is too small
+        to cache."""
+        entries = self.keys.job_caches(job)
+        if self.redis.hexists(entries, _small(prefix)):
+            return None
+        found = self._live(entries, _field(project, prefix))
+        if found is None:
+            lock = self.keys.cache_lock(job, project, prefix.digest)
+            with self.redis.lock(lock, timeout=LOCK_WAIT, blocking_timeout=LOCK_WAIT):
+                found = self._live(entries, _field(project, prefix))  # made meanwhile?
+                if found is None:
+                    return self._create(job, prefix, project, client, parts)
+        name, expires = found
+        if expires - time.time() < self.ttl / 2:
+            self._renew(job, project, prefix, client, name)
+        return CacheUse(name, len(prefix.lead))
+
+    def _live(self, entries: str, field: str) -> tuple[str, float] | None:
+        raw = self.redis.hget(entries, field)
+        if raw is None:
+            return None
+        entry = json.loads(raw)
+        # A cache about to lapse is made anew rather than named by calls Gemini may refuse.
+        if float(entry["expires"]) - time.time() < 30:
+            return None
+        return str(entry["name"]), float(entry["expires"])
+
+    def _create(
+        self, job: str, prefix: Prefix, project: str, client: genai.Client, parts: Sequence[Any]
+    ) -> CacheUse | None:
+        lead = [parts[i] for i in prefix.lead]
+        config = types.CreateCachedContentConfig(
+            contents=[types.Content(role="user", parts=lead)] if lead else None,
+            system_instruction=prefix.system_instruction,
+            ttl=f"{self.ttl}s",
+            display_name=f"gemini-tasks {job}",
+            **prefix.config,
+        )
+        try:
+            cache = client.caches.create(model=prefix.model, config=config)
+        except genai_errors.ClientError as exc:
+            small = too_small(str(exc.message or ""))
+            if small is None:
+                raise  # the call's own outcome: the prompt's decision handles it
+            self._note(job, _small(prefix), json.dumps(small))
+            log.warning("job %s: a prefix of %d tokens is under %s's minimum of %d for a "
+                        "cache; sent uncached", job, small[0], prefix.model, small[1])  # fmt: skip
+            return None
+        entry = {"name": cache.name, "model": prefix.model, "expires": time.time() + self.ttl}
+        self._note(job, _field(project, prefix), json.dumps(entry))
+        self.redis.hincrby(self.keys.job_caches(job), "created", 1)
+        log.info("job %s: cached a prefix in project %s as %s", job, project, cache.name)
+        return CacheUse(str(cache.name), len(prefix.lead))
+
+    def _note(self, job: str, field: str, value: str) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(self.keys.job_caches(job), field, value)
+        pipe.expire(self.keys.job_caches(job), self.record_ttl)
+        pipe.sadd(self.keys.cache_jobs(), job)
+        pipe.execute()
+
+    def _renew(
+        self, job: str, project: str, prefix: Prefix, client: genai.Client, name: str
+    ) -> None:
+        """Push the cache's expiry out; one worker at a time, the others go on with it."""
+        renewing = self.keys.cache_renewing(job, project, prefix.digest)
+        if not self.redis.set(renewing, "1", nx=True, ex=60):
+            return
+        try:
+            client.caches.update(name=name, config=types.UpdateCachedContentConfig(
+                ttl=f"{self.ttl}s"))  # fmt: skip
+        except genai_errors.APIError as exc:  # it lapses, and is made again when it has
+            log.info("could not renew cache %s: %s", name, exc.code)
+            return
+        entry = {"name": name, "model": prefix.model, "expires": time.time() + self.ttl}
+        self.redis.hset(self.keys.job_caches(job), _field(project, prefix), json.dumps(entry))
+
+    def forget(self, job: str, project: str, prefix: Prefix, name: str) -> None:
+        """Drop the record of a cache Gemini no longer has, unless another worker already
+        recorded a fresh one."""
+        entries, field = self.keys.job_caches(job), _field(project, prefix)
+        raw = self.redis.hget(entries, field)
+        if raw is not None and json.loads(raw)["name"] == name:
+            self.redis.hdel(entries, field)
+
+    def sweep(
+        self, clients: Callable[[str], genai.Client | None], running: Callable[[str], bool]
+    ) -> int:
+        """Delete the caches of jobs that no longer run, in the projects `clients(project)`
+        has a client for; returns how many went."""
+        deleted = 0
+        for raw_job in self.redis.smembers(self.keys.cache_jobs()):
+            job = text(raw_job)
+            if running(job):
+                continue
+            entries = self.keys.job_caches(job)
+            left = 0
+            for raw_field, raw_entry in self.redis.hgetall(entries).items():
+                field = text(raw_field)
+                if not field.startswith("c|"):
+                    continue
+                client = clients(field.split("|")[1])
+                if client is None:
+                    left += 1  # a worker with a key of that project will
+                elif self.redis.hdel(entries, field):  # one worker deletes each
+                    deleted += _delete(client, json.loads(raw_entry))
+            if not left:
+                self.redis.srem(self.keys.cache_jobs(), job)
+        return deleted
+
+
+def _field(project: str, prefix: Prefix) -> str:
+    return f"c|{project}|{prefix.digest}"
+
+
+def _small(prefix: Prefix) -> str:
+    return f"small|{prefix.digest}"
+
+
+def _delete(client: genai.Client, entry: dict[str, Any]) -> int:
+    if float(entry["expires"]) < time.time():
+        return 0  # Gemini deleted it when it expired
+    try:
+        client.caches.delete(name=str(entry["name"]))
+    except genai_errors.APIError as exc:
+        log.info("could not delete cache %s: %s", entry["name"], exc.code)
+        return 0
+    return 1
+
+
+class Janitor(threading.Thread):
+    """Deletes the caches of jobs that ended, in the projects this worker holds keys of."""
+
+    def __init__(self, caches: Caches, clients: Callable[[str], genai.Client | None],
+                 running: Callable[[str], bool]):  # fmt: skip
+        super().__init__(name="gemini-tasks-caches", daemon=True)
+        self.caches, self.clients, self.running = caches, clients, running
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(SWEEP_EVERY):
+            try:
+                self.caches.sweep(self.clients, self.running)
+            except Exception as exc:  # Redis away, say: the next sweep tries again
+                log.warning("deleting ended jobs' caches failed (%s); trying again", exc)
+
+    def stop(self) -> None:
+        self.stopping.set()
