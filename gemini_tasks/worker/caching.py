@@ -130,6 +130,8 @@ class Caches:
         if found is None:
             lock = self.keys.cache_lock(job, project, prefix.digest)
             with self.redis.lock(lock, timeout=LOCK_WAIT, blocking_timeout=LOCK_WAIT):
+                if self.redis.hexists(entries, _small(prefix)):  # found too small meanwhile
+                    return None
                 found = self._live(entries, _field(project, prefix))  # made meanwhile?
                 if found is None:
                     return self._create(job, prefix, project, client, parts)
