@@ -44,7 +44,6 @@ from gemini_tasks.result import Result, metadata_of
 from gemini_tasks.scheduler import BatchRecord, BatchState, Control, JobState, Mode
 from gemini_tasks.worker import response as responses
 from gemini_tasks.worker.classify import classify, classify_status
-from gemini_tasks.worker.clients import client_for
 from gemini_tasks.worker.context import WorkerContext
 from gemini_tasks.worker.decide import Action, Call, PromptState, decide
 from gemini_tasks.worker.request import build_request
@@ -134,7 +133,7 @@ class Batcher(threading.Thread):
             self.ctx.batches.look_again(batch.id, min(lease.seconds, self.settings.batch_poll))
             return
         try:
-            client = self._client(lease.key)
+            client = self.ctx.client(lease.key)
             with BatchInput(self.settings.batch_inline_bytes) as built:
                 later = self._requests(batch, staged, model, client, lease.key, built)
                 source = self._source(batch, client, built)
@@ -470,18 +469,11 @@ class Batcher(threading.Thread):
     def _later(self, batch: BatchRecord) -> float:
         return min(self.settings.batch_poll, FIRST_LOOK * 2.0 ** min(batch.polls, 16))
 
-    def _client(self, key: ApiKey) -> Any:
-        return client_for(key, self.settings.gemini_base_url, self.settings.request_timeout,
-                          self.ctx.threads)  # fmt: skip
-
     def _project_client(self, batch: BatchRecord) -> Any | None:
         """A client with a key of the batch's project (the batch is the project's): the key
         that created it if this worker holds it."""
-        keys = self.ctx.pool.key_list
-        mine = [k for k in keys if k.id == batch.key_id] or [
-            k for k in keys if k.project == batch.project
-        ]
-        return self._client(mine[0]) if mine else None
+        creator = next((k for k in self.ctx.pool.key_list if k.id == batch.key_id), None)
+        return self.ctx.client(creator) if creator else self.ctx.client_of(batch.project)
 
     def _result(self, job: str, index: int, raw: Any) -> Result:
         result = Result(index=index, metadata=metadata_of(raw), task_id=task_id(job, index))

@@ -19,7 +19,7 @@ from google import genai
 
 from gemini_tasks import broker, runtime
 from gemini_tasks.errors import GeminiTasksError
-from gemini_tasks.keys import load_keys
+from gemini_tasks.keys import ApiKey, load_keys
 from gemini_tasks.media.store import open_store
 from gemini_tasks.pool import KeyPool, PoolConfig
 from gemini_tasks.scheduler import (
@@ -110,15 +110,16 @@ class WorkerContext:
             return False
         return info.state is JobState.SUBMITTING or self.outcomes.counts(job_id).done < info.total
 
+    def client(self, key: ApiKey) -> genai.Client:
+        """This process's long-lived client for `key`, sized to its threads."""
+        settings = self.runtime.settings
+        return client_for(key, settings.gemini_base_url, settings.request_timeout, self.threads)
+
     def client_of(self, project: str) -> genai.Client | None:
         """A client with one of this worker's keys of `project`, if it holds any (what a
         project owns, only its keys may delete)."""
-        keys = [k for k in self.pool.key_list if k.project == project]
-        if not keys:
-            return None
-        settings = self.runtime.settings
-        return client_for(keys[0], settings.gemini_base_url, settings.request_timeout,
-                          self.threads)  # fmt: skip
+        key = next((k for k in self.pool.key_list if k.project == project), None)
+        return None if key is None else self.client(key)
 
     def started(self) -> None:
         with self._lock:

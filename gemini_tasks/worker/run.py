@@ -44,7 +44,6 @@ from gemini_tasks.scheduler.ending import end_unsent
 from gemini_tasks.worker import response as responses
 from gemini_tasks.worker.caching import CacheUse, Prefix, prefix_of
 from gemini_tasks.worker.classify import classify
-from gemini_tasks.worker.clients import client_for
 from gemini_tasks.worker.context import Evicted, WorkerContext
 from gemini_tasks.worker.counting import MediaCounts
 from gemini_tasks.worker.decide import Action, Call, Decision, PromptState, decide
@@ -296,8 +295,7 @@ class PromptRun:
         }
         if ready:
             key = self.ctx.pool.key_list[0]
-            client = client_for(key, self.settings.gemini_base_url, self.settings.request_timeout,
-                                self.ctx.threads)  # fmt: skip
+            client = self.ctx.client(key)
             self.ctx.counter.count_media(client, model, ready, media.tokens, False)
 
     def _call(
@@ -309,10 +307,7 @@ class PromptRun:
         parts: list[types.Part] = []
         flex = self.mode is Mode.FLEX
         try:
-            client = client_for(
-                lease.key, self.settings.gemini_base_url, self.settings.request_timeout,
-                self.ctx.threads,
-            )  # fmt: skip
+            client = self.ctx.client(lease.key)
             parts = [
                 self.ctx.uploads.part(ref, media.inline.get(i), client, lease.key.project)
                 for i, ref in enumerate(media.refs)
@@ -401,10 +396,7 @@ class PromptRun:
         elif decision.action is Action.RECACHE and self.prefix and self.cache and self.job_id:
             self.ctx.caches.forget(self.job_id, lease.key.project, self.prefix, self.cache.name)
         elif decision.action is Action.FREE_STORAGE:
-            client = client_for(
-                lease.key, self.settings.gemini_base_url, self.settings.request_timeout,
-                self.ctx.threads,
-            )  # fmt: skip
+            client = self.ctx.client(lease.key)
             freed = self.ctx.uploads.free_storage(client, lease.key.project, self.ctx.job_running)
             log.warning("project %s's file storage is full: deleted %d unneeded uploads",
                         lease.key.project, freed)  # fmt: skip

@@ -33,7 +33,6 @@ from gemini_tasks.worker import context
 from gemini_tasks.worker.batcher import Batcher
 from gemini_tasks.worker.caching import Janitor
 from gemini_tasks.worker.classify import classify
-from gemini_tasks.worker.clients import client_for
 from gemini_tasks.worker.context import Evicted, WorkerContext
 from gemini_tasks.worker.feeder import Feeder
 from gemini_tasks.worker.heartbeat import EXIT_AFTER_EVICTION, Heartbeat
@@ -187,17 +186,14 @@ def delete_files(files: list[list[str]]) -> int:
     expire on their own after 48 hours.
     """
     ctx = context.current()
-    settings = ctx.runtime.settings
     deleted = 0
     for project, name in files:
-        key = next((k for k in ctx.pool.key_list if k.project == project), None)
-        if key is None:
+        client = ctx.client_of(project)
+        if client is None:
             log.info("no key of project %s here to delete %s; it will expire", project, name)
             continue
         try:
-            client_for(key, settings.gemini_base_url, settings.request_timeout).files.delete(
-                name=name
-            )
+            client.files.delete(name=name)
             deleted += 1
         except genai_errors.APIError as exc:
             log.info("could not delete %s: %s", name, classify(exc))
