@@ -50,12 +50,14 @@ the same patterns as the methods below, and tests check that both agree.
     {p}:tickets                     string the last ticket given to a prompt chosen to run
     {p}:batch:<batch>               hash   a Batch Mode batch: job, state (formed, creating,
                                            pending), indexes (JSON), round, formed_at, owner,
-                                           project,
-                                           key_id, name (Gemini's), submitted_at, polls, model
+                                           project, key_id, name (Gemini's), submitted_at,
+                                           polls, model, tokens, input_file
     {p}:batches                     zset   batch id -> when it is next due for a look (a
                                            worker holding it pushes this out)
     {p}:job:<job>:batches           set    the job's batches
     {p}:holding:<worker>            set    the batches a worker holds (due at once if it dies)
+    {p}:batch_quota:<project>       hash   batch id -> "<tokens>|<model>": the project's
+                                           batches counted against its Batch Mode limits
     {p}:workers                     hash   worker id -> its last heartbeat (Redis clock)
     {p}:held:<worker>               set    delivery tags of the messages the worker holds
     {p}:transit:<worker>            hash   "<job>:<index>" -> when fed, until published
@@ -221,6 +223,9 @@ class Keyspace:
 
     def holding(self, worker: str) -> str:
         return f"{self.tag}:holding:{worker}"
+
+    def batch_quota(self, project: str) -> str:
+        return f"{self.tag}:batch_quota:{project}"
 
     def sched(self, queue: str, priority: str) -> str:
         return f"{self.tag}:sched:{queue}:{priority}"

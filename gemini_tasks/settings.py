@@ -57,6 +57,8 @@ class Settings:
     batch_size: int  # prompts per Batch Mode batch, at most
     batch_poll: float  # seconds between looks at a pending batch, at most
     batch_inline_bytes: int  # a batch's requests beyond this go as a JSONL file, not inline
+    batch_tokens: int  # Batch Mode's enqueued input tokens a project and model, at most
+    batch_concurrent: int  # Batch Mode's unfinished batches a project, at most
     cache_ttl: int  # seconds a --cache job's context cache lives unless its job renews it
     outage_budget: float
     worker_dead_after: float
@@ -242,6 +244,9 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         batch_size=e.get("BATCH_SIZE", 500, _POSITIVE_INT),
         batch_poll=e.get("BATCH_POLL", 60.0, _POSITIVE_FLOAT),
         batch_inline_bytes=e.get("BATCH_INLINE_BYTES", 16 * 1024 * 1024, _POSITIVE_INT),
+        # Tier 1's limits for gemini-2.5-flash (ai.google.dev/gemini-api/docs/rate-limits).
+        batch_tokens=e.get("BATCH_TOKENS", 3_000_000, _POSITIVE_INT),
+        batch_concurrent=e.get("BATCH_CONCURRENT", 100, _POSITIVE_INT),
         cache_ttl=e.get("CACHE_TTL", 900, _POSITIVE_INT),
         outage_budget=e.get("OUTAGE_BUDGET", 6 * 3600.0, _SECONDS),
         worker_dead_after=e.get("WORKER_DEAD_AFTER", 20.0, _POSITIVE_FLOAT),

@@ -14,8 +14,9 @@ batch-mode). Batches belong to the project whose key created them.
 How long a batch takes is configured (`batch_seconds`; Gemini's target is 24 hours), and
 batches left unfinished past `batch_expire_seconds` expire, as production's do when they
 sit in PENDING (googleapis/python-genai#1482, #2221, #2974). A project may have at most
-`batch_concurrent` unfinished batches (the Batch Mode rate limits,
-ai.google.dev/gemini-api/docs/rate-limits); one more is a 429.
+`batch_concurrent` unfinished batches, and its unfinished batches of one model at most
+`batch_tokens` input tokens (the Batch Mode rate limits,
+ai.google.dev/gemini-api/docs/rate-limits); a batch past either is a 429.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class Batch:
     done_at: float
     expires_at: float
     fails: bool  # ends FAILED instead of SUCCEEDED
+    tokens: int  # its requests' input tokens: what it enqueues until it ends
     state: BatchState = BatchState.PENDING
     ended_at: float | None = None
     # Each request's answer: {"response": ...} or {"error": ...}, with its metadata or key.
@@ -145,6 +147,11 @@ class BatchStore:
 
     def unfinished(self, project: str) -> int:
         return sum(1 for b in self.batches.values() if b.project == project and not b.state.ended)
+
+    def enqueued(self, project: str, model: str) -> int:
+        """Input tokens the project's unfinished batches of `model` hold."""
+        return sum(b.tokens for b in self.batches.values()
+                   if b.project == project and b.model == model and not b.state.ended)  # fmt: skip
 
     def of(self, project: str) -> list[Batch]:
         return [b for b in self.batches.values() if b.project == project]

@@ -38,12 +38,15 @@ class EmulatorConfig:
     # The Files API's storage per project (ai.google.dev/gemini-api/docs/files): 20 GB.
     storage_bytes: int = PROJECT_STORAGE_BYTES
     # Batch Mode (see emulator/batches.py): how long a batch takes (Gemini's target is 24
-    # hours), when an unfinished one expires, whether batches end FAILED, and how many
-    # unfinished batches a project may have.
+    # hours), when an unfinished one expires, whether batches end FAILED, how many
+    # unfinished batches a project may have, and how many input tokens its unfinished
+    # batches of one model may hold (Tier 1's for gemini-2.5-flash,
+    # ai.google.dev/gemini-api/docs/rate-limits).
     batch_seconds: float = 1.0
     batch_expire_seconds: float = 48 * 3600
     batch_fails: bool = False
     batch_concurrent: int = 100
+    batch_tokens: int = 3_000_000
     # Context caching (see emulator/caches.py): the fewest tokens a cache may hold; None for
     # each model's own minimum (caches.min_tokens), a number for every model (tests lower it).
     cache_min_tokens: int | None = None
@@ -82,7 +85,7 @@ _SCALARS = {
     "latency": float, "latency_jitter": float, "thoughts_tokens": int,
     "request_limit_bytes": int, "video_processing_seconds": float, "storage_bytes": int,
     "batch_seconds": float, "batch_expire_seconds": float, "batch_fails": bool,
-    "batch_concurrent": int,
+    "batch_concurrent": int, "batch_tokens": int,
 }  # fmt: skip
 
 

@@ -280,6 +280,16 @@ def batch_limit(limit: int) -> Body:
                  f"{RATE_LIMIT_DOCS}.")  # fmt: skip
 
 
+def batch_tokens_limit(limit: int, model: str) -> Body:
+    """A project's enqueued tokens per model are limited too (ai.google.dev/gemini-api/docs/
+    rate-limits, Batch API); past them the create answers 429 RESOURCE_EXHAUSTED
+    (googleapis/python-genai#1901)."""
+    return error(429, "RESOURCE_EXHAUSTED",
+                 f"You have exceeded the limit of {limit} enqueued tokens for {model} in "
+                 f"this project. Please wait for a batch to finish. For more information, "
+                 f"see {RATE_LIMIT_DOCS}.")  # fmt: skip
+
+
 def batch_not_found(batch_id: str) -> Body:
     return error(404, "NOT_FOUND", f"Batch batches/{batch_id} not found.")
 

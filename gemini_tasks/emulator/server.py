@@ -355,14 +355,29 @@ class Emulator:
         self._advance_batches(project)
         if self.batches.unfinished(project) >= self.config.batch_concurrent:
             raise Rejected(429, payloads.batch_limit(self.config.batch_concurrent), "429")
+        tokens = sum(self._request_tokens(item.get("request")) for item in requests
+                     if isinstance(item, dict))  # fmt: skip
+        if self.batches.enqueued(project, model) + tokens > self.config.batch_tokens:
+            raise Rejected(429, payloads.batch_tokens_limit(self.config.batch_tokens, model),
+                           "429")  # fmt: skip
         now = time.time()
         return self.batches.add({
             "project": project, "model": model, "key_id": key,
             "display_name": str(spec.get("displayName") or ""), "requests": requests,
             "input_file": input_file, "created": now, "done_at": now + self.config.batch_seconds,
             "expires_at": now + self.config.batch_expire_seconds,
-            "fails": self.config.batch_fails,
+            "fails": self.config.batch_fails, "tokens": tokens,
         })  # fmt: skip
+
+    def _request_tokens(self, request: Any) -> int:
+        """A batch request's input tokens, as its call would count them."""
+        request = camel_case(request) if isinstance(request, dict) else {}
+        contents = request.get("contents")
+        if not isinstance(contents, list):
+            return 0
+        contents = [c for c in contents if isinstance(c, dict)]
+        system = answers.system_text(request.get("systemInstruction"))
+        return answers.prompt_tokens(contents, self._file_data, system)
 
     def _batch_file(self, name: str, project: str) -> list[Body]:
         """The requests of an uploaded JSONL file: one `{"key", "request"}` object a line."""

@@ -10,7 +10,9 @@ hold lapses. A batch goes `formed` (its prompts chosen), `creating` (a key of `p
 chosen, the Gemini batch being created under the display name that names this record),
 `pending` (Gemini's batch `name` known), and its record is deleted once its prompts are
 settled. A batch too large for inline requests names the JSONL file it was uploaded as
-(`input_file`), so whichever worker ends it deletes the file.
+(`input_file`), so whichever worker ends it deletes the file. A batch counts against its
+project's Batch Mode limits (`{p}:batch_quota:<project>`: unfinished batches, enqueued
+tokens of each model) from just before it is created until its record goes.
 
 Runs on the broker's Redis, beside the jobs' queues.
 """
@@ -52,6 +54,7 @@ class BatchRecord:
     # The JSONL file its requests were uploaded as ("files/..."); "" for inline requests,
     # and in records saved before file batches were.
     input_file: str = ""
+    tokens: int = 0  # its requests' input tokens, estimated: what it enqueues
 
     @property
     def display_name(self) -> str:
@@ -63,7 +66,7 @@ class BatchBook:
     def __init__(self, client: redis.Redis, keyspace: Keyspace):
         self.redis, self.keys = client, keyspace
         self._scripts = scripts.register(
-            client, "gemini_tasks.scheduler", ("form", "claim_batches")
+            client, "gemini_tasks.scheduler", ("form", "claim_batches", "enqueue")
         )
 
     def _run(self, name: str, *args: Any) -> Any:
@@ -99,6 +102,7 @@ class BatchBook:
             polls=int(raw.get("polls", 0)),
             model=raw.get("model", ""),
             input_file=raw.get("input_file", ""),
+            tokens=int(raw.get("tokens", 0)),
         )
 
     def save(self, batch: BatchRecord) -> None:
@@ -114,8 +118,21 @@ class BatchBook:
                 "polls": batch.polls,
                 "model": batch.model,
                 "input_file": batch.input_file,
+                "tokens": batch.tokens,
             },
         )
+
+    def enqueue(self, batch: BatchRecord, project: str, limit: int, concurrent: int) -> bool:
+        """Count `batch` (`batch.tokens` of `batch.model`) against `project`'s Batch Mode
+        limits; False while the project's other unfinished batches leave it no room."""
+        reply = self._run("enqueue", project, batch.model, batch.id, batch.tokens, limit,
+                          concurrent)  # fmt: skip
+        return bool(reply)
+
+    def dequeue(self, batch: BatchRecord) -> None:
+        """The batch no longer counts against its project's limits (it was not created)."""
+        if batch.project:
+            self.redis.hdel(self.keys.batch_quota(batch.project), batch.id)
 
     def look_again(self, batch_id: str, seconds: float) -> None:
         """Let the batch go until it is due for another look in `seconds`."""
@@ -137,6 +154,8 @@ class BatchBook:
         pipe.delete(self.keys.batch(batch.id))
         pipe.zrem(self.keys.batches(), batch.id)
         pipe.srem(self.keys.job_batches(batch.job), batch.id)
+        if batch.project:
+            pipe.hdel(self.keys.batch_quota(batch.project), batch.id)
         pipe.execute()
 
     def _now(self) -> float:

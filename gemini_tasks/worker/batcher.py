@@ -45,6 +45,7 @@ from gemini_tasks.scheduler import BatchRecord, BatchState, Control, JobState, M
 from gemini_tasks.worker import response as responses
 from gemini_tasks.worker.classify import classify, classify_status
 from gemini_tasks.worker.context import WorkerContext
+from gemini_tasks.worker.counting import MediaCounts
 from gemini_tasks.worker.decide import Action, Call, PromptState, decide
 from gemini_tasks.worker.request import build_request
 
@@ -134,14 +135,19 @@ class Batcher(threading.Thread):
             return
         try:
             client = self.ctx.client(lease.key)
-            with BatchInput(self.settings.batch_inline_bytes) as built:
+            limits = BatchInput(self.settings.batch_inline_bytes, self.settings.batch_tokens)
+            with limits as built:
                 later = self._requests(batch, staged, model, client, lease.key, built)
+                batch.model, batch.tokens = model, built.tokens
+                if built.indexes and not self._enqueue(batch, lease.key.project):
+                    self.ctx.pool.give_back(lease)
+                    return
                 source = self._source(batch, client, built)
         except BaseException:
             self.ctx.pool.give_back(lease)
             raise
         sent = built.indexes
-        batch.state, batch.indexes, batch.model = BatchState.CREATING, sent, model
+        batch.state, batch.indexes = BatchState.CREATING, sent
         batch.project, batch.key_id = lease.key.project, lease.key.id
         batch.input_file = source if isinstance(source, str) else ""
         batch.submitted_at = time.time()
@@ -157,6 +163,18 @@ class Batcher(threading.Thread):
             return
         self.ctx.batches.look_again(batch.id, self.hold)  # renewed: creating is the long step
         self._create(batch, client, lease, source)
+
+    def _enqueue(self, batch: BatchRecord, project: str) -> bool:
+        """Count the batch against `project`'s Batch Mode limits, or let it wait (unchanged,
+        its prompts in it) while the project's other batches use them up."""
+        if self.ctx.batches.enqueue(batch, project, self.settings.batch_tokens,
+                                    self.settings.batch_concurrent):  # fmt: skip
+            return True
+        log.info("batch %s: project %s has no room for %d more enqueued tokens of %s or "
+                 "another batch; waiting", batch.id, project, batch.tokens,
+                 batch.model)  # fmt: skip
+        self.ctx.batches.look_again(batch.id, self.settings.batch_poll)
+        return False
 
     def _requests(
         self,
@@ -182,11 +200,13 @@ class Batcher(threading.Thread):
             if request is None:
                 continue
             line = file_line(client, index, request)
-            full = not built.fits(line)
+            unknown = MediaCounts([None] * len(record.media))  # estimated by their sizes
+            tokens = self.ctx.counter.estimate(model, record, unknown)
+            full = not built.fits(line, tokens)
             if full:
                 later.append(index)
             else:
-                built.add(index, request, line)
+                built.add(index, request, line, tokens)
         return later
 
     def _source(
@@ -234,8 +254,7 @@ class Batcher(threading.Thread):
             # again. A timeout or a 5xx may have reached Gemini: it stays `creating`, its file
             # kept, so it is looked for by name first.
             if isinstance(error, (QuotaExceeded, CapacityExhausted, KeyInvalid)):
-                batch.state = BatchState.FORMED
-                self._forget_input(batch, client)
+                self._uncreated(batch, client)
             batch.polls += 1
             self.ctx.batches.save(batch)
             self.ctx.batches.look_again(batch.id, self._later(batch))
@@ -298,10 +317,16 @@ class Batcher(threading.Thread):
             self.ctx.batches.save(batch)
             self._look(batch, control)
             return
-        batch.state = BatchState.FORMED
-        self._forget_input(batch, client)  # no batch of Gemini's reads it
+        self._uncreated(batch, client)
         self.ctx.batches.save(batch)
         self._submit(batch)
+
+    def _uncreated(self, batch: BatchRecord, client: Any) -> None:
+        """Gemini has no batch of this record: it goes back to `formed`, to be created
+        again, maybe in another project; no batch of Gemini's reads its file."""
+        batch.state = BatchState.FORMED
+        self._forget_input(batch, client)
+        self.ctx.batches.dequeue(batch)
 
     def _named(self, client: Any, batch: BatchRecord) -> str | None:
         """Gemini's name of the batch created under this record's display name, if any."""
@@ -504,11 +529,12 @@ class BatchInput:
     """A batch's requests as they are built: each one's JSONL line, in a file on the worker's
     disk, and the requests themselves while they all still fit inline."""
 
-    def __init__(self, inline_limit: int) -> None:
-        self.inline_limit = inline_limit
+    def __init__(self, inline_limit: int, token_limit: int) -> None:
+        self.inline_limit, self.token_limit = inline_limit, token_limit
         self.inline: list[types.InlinedRequest] = []
         self.lines: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (__exit__ closes it)
         self.size = 0
+        self.tokens = 0  # the requests' input tokens, estimated
         self.indexes: list[int] = []
 
     def __enter__(self) -> BatchInput:
@@ -521,13 +547,17 @@ class BatchInput:
     def as_file(self) -> bool:
         return self.size > self.inline_limit
 
-    def fits(self, line: bytes) -> bool:
-        """Whether `line` may join: a file batch holds up to FILE_BYTES (one line, any)."""
-        return not self.indexes or self.size + len(line) <= FILE_BYTES
+    def fits(self, line: bytes, tokens: int) -> bool:
+        """Whether `line`, of `tokens` input tokens, may join: a batch holds up to FILE_BYTES
+        and the token limit (one line, any)."""
+        if not self.indexes:
+            return True
+        return self.size + len(line) <= FILE_BYTES and self.tokens + tokens <= self.token_limit
 
-    def add(self, index: int, request: types.InlinedRequest, line: bytes) -> None:
+    def add(self, index: int, request: types.InlinedRequest, line: bytes, tokens: int) -> None:
         self.lines.write(line)
         self.size += len(line)
+        self.tokens += tokens
         self.indexes.append(index)
         if self.as_file:
             self.inline.clear()  # only its lines are sent: the requests need not be held

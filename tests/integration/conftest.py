@@ -82,6 +82,7 @@ DEFAULTS = {
     "batch_expire_seconds": 48 * 3600,
     "batch_fails": False,
     "batch_concurrent": 100,
+    "batch_tokens": 3_000_000,
     "cache_min_tokens": None,
 }
 

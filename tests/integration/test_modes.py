@@ -7,6 +7,7 @@ Against the emulator, which names the tier that served each call as Gemini does,
 serves Batch Mode as google-genai speaks it."""
 
 import hashlib
+import itertools
 import json
 import time
 import urllib.request
@@ -67,6 +68,14 @@ def test_a_prompt_flex_keeps_shedding_falls_back_to_the_standard_tier(cluster):
     calls = cluster.stats(calls=True)["calls"]
     assert all(c["outcome"] == "429_capacity" for c in calls if c["tier"] == "flex")
     assert sum(c["tier"] == "standard" and c["outcome"] == "ok" for c in calls) == 10
+
+
+def _operations(cluster) -> list[dict]:
+    """The test key's project's batches as Gemini's REST API lists them."""
+    request = urllib.request.Request(f"{cluster.url}/v1beta/batches",
+                                     headers={"x-goog-api-key": FAKE_KEY})  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return list(json.load(response)["operations"])
 
 
 def _batch_calls(cluster) -> list[dict]:
@@ -166,6 +175,36 @@ def test_a_batch_gemini_refuses_for_now_is_created_once_the_project_has_room(clu
     assert cluster.stats()["by_outcome"]["batch_create"] == 1
 
 
+TOKENS_QUEUE = "token-batches"
+TOKENS_ENV = {
+    **TEST_ENV,
+    "GEMINI_TASKS_QUEUE": TOKENS_QUEUE,
+    "GEMINI_TASKS_KEY_PREFIX": "token_batches",
+    # Room for two of the test's prompts (about 100 tokens each) enqueued at a time.
+    "GEMINI_TASKS_BATCH_TOKENS": "250",
+}
+
+
+def test_batches_are_cut_and_held_to_the_projects_enqueued_token_limit(
+    redis_url, emulator, run_dir
+):
+    emulator.configure(batch_tokens=250, batch_seconds=2.0)
+    records = [{"prompt": f"{i} " + "word " * 80, "metadata": {"i": i}} for i in range(6)]
+    with own_worker(TOKENS_ENV, "tokenbatch", 4, run_dir) as rt:
+        options = JobOptions(mode=Mode.BATCH, queue=TOKENS_QUEUE)
+        results = list(submit(records, options=options, rt=rt).results(timeout=180))
+
+    assert all(r.ok and r.mode == "batch" for r in results), [r.error for r in results]
+    stats = emulator.stats()
+    # Three batches of two, each created once the one before had ended: Gemini never had
+    # to refuse one.
+    assert stats["by_outcome"]["batch_create"] == 3 and "429" not in stats["by_outcome"]
+    batches = [o["metadata"] for o in _operations(emulator)]
+    assert [int(b["batchStats"]["requestCount"]) for b in batches] == [2, 2, 2]
+    spans = sorted((b["createTime"], b["endTime"]) for b in batches)
+    assert all(ended <= created for (_, ended), (created, _) in itertools.pairwise(spans))
+
+
 FILE_QUEUE = "file-batches"
 FILE_ENV = {
     **TEST_ENV,
@@ -186,10 +225,7 @@ def file_worker(redis_url, emulator_process, run_dir):
 def _input_files(cluster) -> list[str]:
     """The input file of each batch of the test key's project, as Gemini's REST API names
     it (`inputConfig.fileName`; google-genai does not read it back)."""
-    request = urllib.request.Request(f"{cluster.url}/v1beta/batches",
-                                     headers={"x-goog-api-key": FAKE_KEY})  # fmt: skip
-    with urllib.request.urlopen(request, timeout=10) as response:
-        operations = json.load(response)["operations"]
+    operations = _operations(cluster)
     return [o["metadata"].get("inputConfig", {}).get("fileName", "") for o in operations]
 
 

@@ -118,19 +118,26 @@ def test_a_line_that_is_no_json_object_is_no_answer(line):
 def test_a_batch_goes_inline_up_to_its_limit_and_as_a_file_beyond(monkeypatch):
     monkeypatch.setattr(batcher, "FILE_BYTES", 30)
     request = types.InlinedRequest(contents="q")
-    with BatchInput(inline_limit=20) as built:
-        built.add(0, request, b"a" * 10 + b"\n")
-        built.add(1, request, b"b" * 8 + b"\n")
+    with BatchInput(inline_limit=20, token_limit=1000) as built:
+        built.add(0, request, b"a" * 10 + b"\n", 5)
+        built.add(1, request, b"b" * 8 + b"\n", 5)
         assert not built.as_file and len(built.inline) == 2  # 20 bytes: inline
-        assert built.fits(b"c" * 9 + b"\n") and not built.fits(b"c" * 10 + b"\n")
-        built.add(2, request, b"c" * 9 + b"\n")
+        assert built.fits(b"c" * 9 + b"\n", 5) and not built.fits(b"c" * 10 + b"\n", 5)
+        built.add(2, request, b"c" * 9 + b"\n", 5)
         assert built.as_file and built.inline == []  # past the limit: only its lines go
         built.lines.seek(0)
         assert built.lines.read().splitlines() == [b"a" * 10, b"b" * 8, b"c" * 9]
-        assert built.indexes == [0, 1, 2] and built.size == 30
+        assert built.indexes == [0, 1, 2] and built.size == 30 and built.tokens == 15
     assert built.lines.closed
 
 
-def test_a_request_past_the_file_limit_alone_still_goes():
-    with BatchInput(inline_limit=1) as built:
-        assert built.fits(b"x" * (batcher.FILE_BYTES + 1))
+def test_a_batch_is_cut_at_the_enqueued_token_limit():
+    request = types.InlinedRequest(contents="q")
+    with BatchInput(inline_limit=1000, token_limit=100) as built:
+        built.add(0, request, b"a\n", 60)
+        assert built.fits(b"b\n", 40) and not built.fits(b"b\n", 41)
+
+
+def test_a_request_past_the_limits_alone_still_goes():
+    with BatchInput(inline_limit=1, token_limit=1) as built:
+        assert built.fits(b"x" * (batcher.FILE_BYTES + 1), 10)

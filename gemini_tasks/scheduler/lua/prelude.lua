@@ -13,7 +13,7 @@ local PATTERNS = {
   events = '%s:job:%s:events', failed = '%s:job:%s:failed:%s', metrics = '%s:job:%s:metrics',
   answer = '%s:answer:%s', claim = '%s:answer:%s:claim', answers = '%s:job:%s:answers',
   tickets = '%s:tickets', batch = '%s:batch:%s', batches = '%s:batches',
-  job_batches = '%s:job:%s:batches', holding = '%s:holding:%s',
+  job_batches = '%s:job:%s:batches', holding = '%s:holding:%s', batch_quota = '%s:batch_quota:%s',
 }
 local K = setmetatable({}, {__index = function(_, name)
   local pattern = PATTERNS[name]
