@@ -148,6 +148,13 @@ class BatchStore:
     def unfinished(self, project: str) -> int:
         return sum(1 for b in self.batches.values() if b.project == project and not b.state.ended)
 
+    def due_now(self, now: float) -> int:
+        """Every unfinished batch is answered at its next look from now; how many."""
+        due = [b for b in self.batches.values() if not b.state.ended]
+        for batch in due:
+            batch.done_at = min(batch.done_at, now)
+        return len(due)
+
     def enqueued(self, project: str, model: str) -> int:
         """Input tokens the project's unfinished batches of `model` hold."""
         return sum(b.tokens for b in self.batches.values()

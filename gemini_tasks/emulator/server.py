@@ -12,7 +12,8 @@ and `POST :cancel` on `batches/{id}`; emulator/batches.py); explicit context cac
 (`POST` and `GET cachedContents`, `GET`, `PATCH` and `DELETE cachedContents/{id}`;
 emulator/caches.py), with `cachedContent` honoured by generateContent and batch requests.
 The emulator's own: `GET /_emulator/stats`, `POST /_emulator/reset`, `/_emulator/config`,
-`/_emulator/release`, `/_emulator/expire_files` and `/_emulator/expire_caches` (every file
+`/_emulator/release`, `/_emulator/finish_batches` (every unfinished batch due now),
+`/_emulator/expire_files` and `/_emulator/expire_caches` (every file
 or cache expires now, as its TTL would have it).
 """
 
@@ -114,6 +115,7 @@ class Emulator:
         app.router.add_delete("/{version}/cachedContents/{cache_id}", self.handle_delete_cache)
         app.router.add_post("/_emulator/expire_files", self.handle_expire_files)
         app.router.add_post("/_emulator/expire_caches", self.handle_expire_caches)
+        app.router.add_post("/_emulator/finish_batches", self.handle_finish_batches)
         app.router.add_get("/_emulator/stats", self.handle_stats)
         app.router.add_post("/_emulator/reset", self.handle_reset)
         app.router.add_post("/_emulator/config", self.handle_config)
@@ -673,6 +675,10 @@ class Emulator:
     async def handle_expire_caches(self, request: web.Request) -> web.Response:
         """Expire every context cache now, as its TTL would; Gemini deletes expired caches."""
         return web.json_response({"expired": self.caches.expire_all()})
+
+    async def handle_finish_batches(self, request: web.Request) -> web.Response:
+        """Make every unfinished batch due now: a test decides when Gemini answers."""
+        return web.json_response({"due": self.batches.due_now(time.time())})
 
     async def handle_stats(self, request: web.Request) -> web.Response:
         with_calls = request.query.get("calls") in ("1", "true")

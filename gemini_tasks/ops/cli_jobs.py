@@ -31,7 +31,7 @@ from gemini_tasks.ops.output import (
     on_interrupt,
     stderr,
 )
-from gemini_tasks.ops.progress import JobProgress, eta_text, summary, waiting_for
+from gemini_tasks.ops.progress import JobProgress, cost_text, eta_text, summary, waiting_for
 from gemini_tasks.ops.prompt_files import (
     STDIN,
     FileFormat,
@@ -44,6 +44,7 @@ from gemini_tasks.ops.prompt_files import (
 from gemini_tasks.producer import Job, JobOptions, JobStatus, Mode, Priority
 from gemini_tasks.producer import submit as submit_records
 from gemini_tasks.result import Result
+from gemini_tasks.worker.caching import job_caches
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -377,8 +378,9 @@ def run(
     sys.exit(code)
 
 
-def _status_json(status: JobStatus) -> dict[str, Any]:
+def _status_json(job: Job, status: JobStatus) -> dict[str, Any]:
     counts = status.counts
+    caches = job_caches(job.rt.redis, job.rt.keys, job.id, job.rt.settings.prices)
     return {
         "job_id": status.id,
         "state": status.state,
@@ -397,7 +399,8 @@ def _status_json(status: JobStatus) -> dict[str, Any]:
         "reused": counts.reused,
         "tokens": {"input": counts.prompt_tokens, "output": counts.output_tokens,
                    "thinking": counts.thought_tokens, "cached": counts.cached_tokens},
-        "cost_usd": round(counts.cost, 6),
+        "cost_usd": round(counts.cost + caches.storage, 6),
+        "cache_storage_usd": round(caches.storage, 6),
         "online_cost_usd": round(counts.online_cost, 6),
         "budget_usd": counts.budget or None,
         "elapsed_seconds": round(time.time() - status.info.created_at, 1),
@@ -418,8 +421,9 @@ def status(job_id: str, as_json: bool) -> None:
     """
     job = Job.restore(job_id)
     state = job.status()
-    view = _status_json(state)
+    view = _status_json(job, state)
     view["waiting_for"] = waiting_for(job, state) if state.state == "running" else ""
+    storage = float(view["cache_storage_usd"])
     if as_json:
         click.echo(json.dumps(view, indent=2))
         return
@@ -432,13 +436,7 @@ def status(job_id: str, as_json: bool) -> None:
         f"tokens {state.counts.prompt_tokens} in"
         + (f" ({state.counts.cached_tokens} cached)" if state.counts.cached_tokens else "")
         + f" / {state.counts.output_tokens} out / "
-        f"{state.counts.thought_tokens} thinking, cost ${state.counts.cost:.4f}"
-        + (f" of ${state.counts.budget:.2f}" if state.counts.budget else "")
-        + (
-            f" (${state.counts.online_cost:.4f} online)"
-            if state.counts.online_cost > state.counts.cost * 1.001
-            else ""
-        ),
+        f"{state.counts.thought_tokens} thinking, cost {cost_text(state.counts, storage)}",
     ]
     if view["waiting_for"]:
         lines.append(view["waiting_for"])
@@ -459,7 +457,7 @@ def jobs(limit: int, as_json: bool) -> None:
     views = []
     for job in Job.recent(limit):
         try:
-            views.append(_status_json(job.status()))
+            views.append(_status_json(job, job.status()))
         except JobNotFound:  # expired between listing and reading
             continue
     if as_json:

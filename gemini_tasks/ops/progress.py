@@ -18,7 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from gemini_tasks.pool import operator_pool
 from gemini_tasks.prices import price_of
 from gemini_tasks.producer import Job, JobStatus
-from gemini_tasks.worker.caching import job_caches
+from gemini_tasks.scheduler.outcomes import Counts
+from gemini_tasks.worker.caching import JobCaches, job_caches
 
 LOOK_EVERY = 1.0
 # Nothing finished for this long: say why, if it is the quota.
@@ -116,8 +117,20 @@ class JobProgress:
             )
 
 
-def _cache_lines(job: Job) -> list[str]:
-    caches = job_caches(job.rt.redis, job.rt.keys, job.id)
+def cost_text(counts: Counts, storage: float) -> str:
+    """What the job cost so far, its calls and its caches' storage, against its budget and
+    what the same calls would have cost online and uncached."""
+    total = counts.cost + storage
+    text = f"${total:.4f}" + (f" (${storage:.6f} of it cache storage)" if storage else "")
+    if counts.budget:
+        text += f" of a ${counts.budget:.2f} budget"
+    if counts.online_cost > total * 1.001:
+        saved = 1 - total / counts.online_cost
+        text += f" (${counts.online_cost:.4f} online and uncached: {saved:.0%} saved)"
+    return text
+
+
+def _cache_lines(caches: JobCaches) -> list[str]:
     lines = [f"context caches created: {caches.created}"] if caches.created else []
     for tokens, least in caches.small:
         lines.append(f"warning: a shared prefix of {tokens} tokens is under the model's minimum "
@@ -141,15 +154,11 @@ def summary(job: Job, output: str | None = None) -> str:
         f"tokens: {counts.prompt_tokens} in{cached}, {counts.output_tokens} out, "
         f"{counts.thought_tokens} thinking"
     )
-    lines.extend(_cache_lines(job))
+    caches = job_caches(job.rt.redis, job.rt.keys, job.id, job.rt.settings.prices)
+    lines.extend(_cache_lines(caches))
     model = status.info.model or job.rt.settings.model
     priced = price_of(job.rt.settings.prices, model) is not None
-    cost = f"${counts.cost:.4f}" if priced else f"unknown (no price for {model})"
-    if counts.budget:
-        cost += f" of a ${counts.budget:.2f} budget"
-    if priced and counts.online_cost > counts.cost * 1.001:
-        saved = 1 - counts.cost / counts.online_cost
-        cost += f" (${counts.online_cost:.4f} online: {saved:.0%} saved)"
+    cost = cost_text(counts, caches.storage) if priced else f"unknown (no price for {model})"
     lines.append(f"estimated cost: {cost}")
     if output:
         lines.append(f"results in {output}")

@@ -83,7 +83,7 @@ class Job:
         self.rt = rt or runtime.current()
         ttl = self.rt.settings.result_expires
         self.scheduler = JobQueue(self.rt.broker, self.rt.keys, ttl)
-        self.outcomes = Outcomes(self.rt.results, self.rt.keys, ttl)
+        self.outcomes = Outcomes(self.rt.results, self.rt.keys, ttl, self.rt.settings.prices)
 
     def __repr__(self) -> str:
         return f"Job({self.id!r})"

@@ -19,6 +19,7 @@ from gemini_tasks import prices, scripts
 from gemini_tasks.connections import text
 from gemini_tasks.errors import ErrorKind
 from gemini_tasks.keyspace import Keyspace
+from gemini_tasks.prices import Price
 from gemini_tasks.result import Result
 
 META = "celery-task-meta-"
@@ -137,8 +138,10 @@ def celery_meta(task_id: str, job_id: str, index: int, result: Result) -> str:
 
 
 class Outcomes:
-    def __init__(self, client: redis.Redis, keyspace: Keyspace, ttl: int):
-        self.redis, self.keys, self.ttl = client, keyspace, ttl
+    def __init__(
+        self, client: redis.Redis, keyspace: Keyspace, ttl: int, price_list: dict[str, Price]
+    ):
+        self.redis, self.keys, self.ttl, self.prices = client, keyspace, ttl, price_list
         self._scripts = scripts.register(
             client, "gemini_tasks.scheduler", ("finish", "unfinish", "reserve")
         )
@@ -165,7 +168,8 @@ class Outcomes:
                 repr(result.cost - result.settled),
                 result.model or "", bucket(took), repr(took), bucket(in_calls), repr(in_calls),
                 int(result.reused_from is not None),
-                repr(prices.online_cost(result.cost, result.mode)),
+                repr(prices.online_cost(prices.price_of(self.prices, result.model or ""),
+                                        result.cost, result.mode, usage)),
             ],
         )  # fmt: skip
         return bool(recorded)

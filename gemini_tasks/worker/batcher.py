@@ -43,6 +43,7 @@ from gemini_tasks.records import StagedRecord, parse_staged
 from gemini_tasks.result import Result, metadata_of
 from gemini_tasks.scheduler import BatchRecord, BatchState, Control, JobState, Mode
 from gemini_tasks.worker import response as responses
+from gemini_tasks.worker.caching import Prefix, prefix_of
 from gemini_tasks.worker.classify import classify, classify_status
 from gemini_tasks.worker.context import WorkerContext
 from gemini_tasks.worker.counting import MediaCounts
@@ -299,7 +300,13 @@ class Batcher(threading.Thread):
         parts = [
             uploads.part(ref, inline.get(i), client, key.project) for i, ref in enumerate(refs)
         ]
-        request = build_request(record, model, None, parts)
+        cache = None
+        control = self.ctx.job_control(job)
+        if control.cache and (prefix := prefix_of(record, model)) is not None:
+            # The cache outlives the batch's deadline: Gemini may answer the batch that late.
+            cache = self.ctx.caches.use(job, prefix, key.project, client, parts,
+                                        lasting=control.batch_deadline)  # fmt: skip
+        request = build_request(record, model, None, parts, cache=cache)
         return types.InlinedRequest(
             contents=request.contents, config=request.config, metadata={"index": str(index)}
         )
@@ -385,14 +392,22 @@ class Batcher(threading.Thread):
         raws = self.ctx.queue.records(batch.job, batch.indexes)
         again: list[int] = []
         answered: set[int] = set()
+        stale: dict[str, Prefix] = {}  # prefixes whose cache Gemini said it had not
         for item in answers:
             index = int((item.metadata or {}).get("index", -1))
             if index not in raws or index in answered:
                 continue
             answered.add(index)
             raw = raws[index]
-            if raw is not None and self._settle(batch, index, raw, item, price):
+            if raw is None:
+                continue
+            action = self._settle(batch, index, raw, item, price, control.cache)
+            if action is not None:
                 again.append(index)
+            if action is Action.RECACHE and (prefix := prefix_of(parse_staged(raw), batch.model)):
+                stale[prefix.digest] = prefix
+        for prefix in stale.values():  # made again for their next batch
+            self.ctx.caches.verify(batch.job, batch.project, prefix, client)
         again += [i for i in batch.indexes if i not in answered]
         if again:
             self._send_back(batch, control, again, "Gemini's batch did not answer them")
@@ -408,14 +423,15 @@ class Batcher(threading.Thread):
         raw: Any,
         item: types.InlinedResponse,
         price: prices.Price | None,
-    ) -> bool:
-        """Write the batch's answer or error for prompt `index` to its result; True if it
-        goes in another batch instead."""
+        cached: bool,
+    ) -> Action | None:
+        """Write the batch's answer or error for prompt `index` to its result; or, when it
+        goes in another batch instead, what the rules decided for it."""
         result = self._result(batch.job, index, raw)
         result.attempts, result.key_id = batch.round + 1, batch.key_id
         result.model, result.mode = batch.model, Mode.BATCH.value
         result.timings = {"started_at": batch.submitted_at, "finished_at": time.time()}
-        call = Call(batch.project, False)
+        call = Call(batch.project, False, cached=cached)
         if item.error is not None:
             error = classify_status(item.error.code or 0, item.error.message or "")
             decision = decide(error, PromptState(), self.ctx.policy, call)
@@ -432,8 +448,8 @@ class Batcher(threading.Thread):
             message = redact(decision.message, self.ctx.pool.key_list)
             self._end(batch.job, result, decision.kind or ErrorKind.SERVER, message)
         else:
-            return True
-        return False
+            return decision.action
+        return None
 
     def _send_back(
         self, batch: BatchRecord, control: Control, indexes: list[int], why: str

@@ -31,6 +31,7 @@ from google.genai import types
 from gemini_tasks.connections import text
 from gemini_tasks.keyspace import Keyspace
 from gemini_tasks.media.fields import arrange
+from gemini_tasks.prices import Price, price_of, storage_cost
 from gemini_tasks.records import StagedRecord
 
 log = logging.getLogger(__name__)
@@ -97,32 +98,60 @@ def too_small(message: str) -> tuple[int, int] | None:
 
 @dataclass(frozen=True)
 class JobCaches:
-    """What a job's caches came to, for its summary."""
+    """What a job's caches came to, for its summary and status."""
 
     created: int
     small: list[tuple[int, int]]  # (tokens, minimum) of each prefix sent uncached
+    storage: float  # USD: Gemini bills a cache's tokens by the hour it is kept
 
 
-def job_caches(client: redis.Redis, keyspace: Keyspace, job: str) -> JobCaches:
-    """What the job's caches came to so far."""
+def job_caches(
+    client: redis.Redis, keyspace: Keyspace, job: str, price_list: dict[str, Price]
+) -> JobCaches:
+    """What the job's caches came to so far: those gone, and those kept until now."""
     raw = client.hgetall(keyspace.job_caches(job))
     fields = {text(k): text(v) for k, v in raw.items()}
     small = [json.loads(v) for k, v in fields.items() if k.startswith("small|")]
-    return JobCaches(int(fields.get("created", 0)), [(int(t), int(m)) for t, m in small])
+    live = [json.loads(v) for k, v in fields.items() if k.startswith("c|")]
+    storage = float(fields.get("stored", 0)) + sum(_stored(e, price_list) for e in live)
+    return JobCaches(int(fields.get("created", 0)), [(int(t), int(m)) for t, m in small],
+                     storage)  # fmt: skip
+
+
+def _stored(entry: dict[str, Any], price_list: dict[str, Price]) -> float:
+    """What keeping the cache `entry` describes cost until now or its expiry."""
+    kept = min(time.time(), float(entry["expires"])) - float(entry.get("made", 0) or 0)
+    price = price_of(price_list, str(entry.get("model", "")))
+    return storage_cost(price, int(entry.get("tokens", 0)), kept)
 
 
 class Caches:
     """The cluster's context caches, recorded in Redis (`{p}:caches:<job>`)."""
 
-    def __init__(self, client: redis.Redis, keyspace: Keyspace, ttl: int, record_ttl: int):
+    def __init__(
+        self,
+        client: redis.Redis,
+        keyspace: Keyspace,
+        ttl: int,
+        record_ttl: int,
+        price_list: dict[str, Price],
+    ):
         self.redis, self.keys, self.ttl, self.record_ttl = client, keyspace, ttl, record_ttl
+        self.prices = price_list
 
     def use(
-        self, job: str, prefix: Prefix, project: str, client: genai.Client, parts: Sequence[Any]
+        self,
+        job: str,
+        prefix: Prefix,
+        project: str,
+        client: genai.Client,
+        parts: Sequence[Any],
+        lasting: float = 0.0,
     ) -> CacheUse | None:
         """The cache of `prefix` in `project`, created with `client` if no worker has one
-        (`parts[i]` is the part of the record's media i); None when the prefix is too small
-        to cache."""
+        (`parts[i]` is the part of the record's media i), renewed to live `lasting` seconds
+        more at least (a Batch Mode batch may be answered that late); None when the prefix
+        is too small to cache."""
         entries = self.keys.job_caches(job)
         if self.redis.hexists(entries, _small(prefix)):
             return None
@@ -134,10 +163,10 @@ class Caches:
                     return None
                 found = self._live(entries, _field(project, prefix))  # made meanwhile?
                 if found is None:
-                    return self._create(job, prefix, project, client, parts)
+                    return self._create(job, prefix, project, client, parts, lasting)
         name, expires = found
-        if expires - time.time() < self.ttl / 2:
-            self._renew(job, project, prefix, client, name)
+        if expires - time.time() < lasting + self.ttl / 2:
+            self._renew(job, project, prefix, client, name, lasting)
         return CacheUse(name, len(prefix.lead))
 
     def _live(self, entries: str, field: str) -> tuple[str, float] | None:
@@ -151,13 +180,20 @@ class Caches:
         return str(entry["name"]), float(entry["expires"])
 
     def _create(
-        self, job: str, prefix: Prefix, project: str, client: genai.Client, parts: Sequence[Any]
+        self,
+        job: str,
+        prefix: Prefix,
+        project: str,
+        client: genai.Client,
+        parts: Sequence[Any],
+        lasting: float,
     ) -> CacheUse | None:
         lead = [parts[i] for i in prefix.lead]
+        ttl = round(lasting) + self.ttl
         config = types.CreateCachedContentConfig(
             contents=[types.Content(role="user", parts=lead)] if lead else None,
             system_instruction=prefix.system_instruction,
-            ttl=f"{self.ttl}s",
+            ttl=f"{ttl}s",
             display_name=f"gemini-tasks {job}",
             **prefix.config,
         )
@@ -171,7 +207,10 @@ class Caches:
             log.warning("job %s: a prefix of %d tokens is under %s's minimum of %d for a "
                         "cache; sent uncached", job, small[0], prefix.model, small[1])  # fmt: skip
             return None
-        entry = {"name": cache.name, "model": prefix.model, "expires": time.time() + self.ttl}
+        tokens = cache.usage_metadata.total_token_count if cache.usage_metadata else 0
+        now = time.time()
+        entry = {"name": cache.name, "model": prefix.model, "expires": now + ttl,
+                 "made": now, "tokens": tokens or 0}  # fmt: skip
         self._note(job, _field(project, prefix), json.dumps(entry))
         self.redis.hincrby(self.keys.job_caches(job), "created", 1)
         log.info("job %s: cached a prefix in project %s as %s", job, project, cache.name)
@@ -185,28 +224,55 @@ class Caches:
         pipe.execute()
 
     def _renew(
-        self, job: str, project: str, prefix: Prefix, client: genai.Client, name: str
+        self,
+        job: str,
+        project: str,
+        prefix: Prefix,
+        client: genai.Client,
+        name: str,
+        lasting: float,
     ) -> None:
         """Push the cache's expiry out; one worker at a time, the others go on with it."""
         renewing = self.keys.cache_renewing(job, project, prefix.digest)
         if not self.redis.set(renewing, "1", nx=True, ex=60):
             return
+        ttl = round(lasting) + self.ttl
         try:
             client.caches.update(name=name, config=types.UpdateCachedContentConfig(
-                ttl=f"{self.ttl}s"))  # fmt: skip
+                ttl=f"{ttl}s"))  # fmt: skip
         except genai_errors.APIError as exc:  # it lapses, and is made again when it has
             log.info("could not renew cache %s: %s", name, exc.code)
             return
-        entry = {"name": name, "model": prefix.model, "expires": time.time() + self.ttl}
-        self.redis.hset(self.keys.job_caches(job), _field(project, prefix), json.dumps(entry))
+        entries, field = self.keys.job_caches(job), _field(project, prefix)
+        raw = self.redis.hget(entries, field)
+        if raw is not None and json.loads(raw)["name"] == name:
+            entry = {**json.loads(raw), "expires": time.time() + ttl}
+            self.redis.hset(entries, field, json.dumps(entry))
+
+    def verify(self, job: str, project: str, prefix: Prefix, client: genai.Client) -> None:
+        """Forget the recorded cache of `prefix` in `project` if Gemini no longer has it (a
+        batch's requests naming it were refused): the next request makes it again."""
+        raw = self.redis.hget(self.keys.job_caches(job), _field(project, prefix))
+        if raw is None:
+            return
+        name = str(json.loads(raw)["name"])
+        try:
+            client.caches.get(name=name)
+        except genai_errors.ClientError as exc:
+            if exc.code in (403, 404):
+                self.forget(job, project, prefix, name)
 
     def forget(self, job: str, project: str, prefix: Prefix, name: str) -> None:
         """Drop the record of a cache Gemini no longer has, unless another worker already
         recorded a fresh one."""
         entries, field = self.keys.job_caches(job), _field(project, prefix)
         raw = self.redis.hget(entries, field)
-        if raw is not None and json.loads(raw)["name"] == name:
-            self.redis.hdel(entries, field)
+        if raw is not None and json.loads(raw)["name"] == name and self.redis.hdel(entries, field):
+            self._gone(entries, json.loads(raw))
+
+    def _gone(self, entries: str, entry: dict[str, Any]) -> None:
+        """A cache no longer kept: what its storage cost is the job's for good."""
+        self.redis.hincrbyfloat(entries, "stored", _stored(entry, self.prices))
 
     def sweep(
         self, clients: Callable[[str], genai.Client | None], running: Callable[[str], bool]
@@ -228,7 +294,9 @@ class Caches:
                 if client is None:
                     left += 1  # a worker with a key of that project will
                 elif self.redis.hdel(entries, field):  # one worker deletes each
-                    deleted += _delete(client, json.loads(raw_entry))
+                    entry = json.loads(raw_entry)
+                    self._gone(entries, entry)
+                    deleted += _delete(client, entry)
             if not left:
                 self.redis.srem(self.keys.cache_jobs(), job)
         return deleted

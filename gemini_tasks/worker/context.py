@@ -149,13 +149,15 @@ def _build(threads: int | None) -> WorkerContext:
         runtime=rt,
         pool=pool,
         uploads=uploads,
-        caches=Caches(rt.redis, rt.keys, settings.cache_ttl, settings.result_expires),
+        caches=Caches(
+            rt.redis, rt.keys, settings.cache_ttl, settings.result_expires, settings.prices
+        ),
         counter=TokenCounter(rt.redis, rt.keys, settings.result_expires),
         policy=RetryPolicy.from_settings(settings),
         threads=threads or settings.concurrency,
         worker_id=worker_id,
         queue=JobQueue(rt.broker, rt.keys, settings.result_expires),
-        outcomes=Outcomes(rt.results, rt.keys, settings.result_expires),
+        outcomes=Outcomes(rt.results, rt.keys, settings.result_expires, settings.prices),
         # A claim outlives the longest gap between two renewals: an upload and a call.
         answers=Answers(
             rt.results,

@@ -47,6 +47,10 @@ class EmulatorControl:
     def expire_caches(self) -> int:
         return self._post("/_emulator/expire_caches", {})["expired"]
 
+    def finish_batches(self) -> int:
+        """Make every unfinished batch due: answered at its next look."""
+        return self._post("/_emulator/finish_batches", {})["due"]
+
     def release(self) -> int:
         """Answer every call a "hold" rule is holding."""
         return self._post("/_emulator/release", {})["released"]

@@ -23,8 +23,9 @@ from gemini_tasks.errors import JobNotFound
 from gemini_tasks.keyspace import Keyspace
 from gemini_tasks.media.refs import MediaRef
 from gemini_tasks.ops import local, progress
-from gemini_tasks.producer import Job, JobOptions, submit
+from gemini_tasks.producer import Job, JobOptions, Mode, submit
 from gemini_tasks.records import StagedRecord
+from gemini_tasks.worker.caching import job_caches
 from gemini_tasks.worker.counting import TokenCounter
 from tests.conftest import FAKE_KEY, OTHER_PROJECT_KEY, TEST_ENV
 
@@ -471,6 +472,48 @@ def test_a_cached_prefix_job_names_one_cache_per_project_and_deletes_it_at_the_e
     assert "context caches created" in progress.summary(job)
     # The job ended: a worker holding a key of each project deletes its cache there.
     emulator.wait_until(lambda s: s["caches"] == {}, "the job's caches deleted")
+
+
+def test_a_cached_prefix_batch_job_names_the_cache_in_every_request(
+    media_workers, emulator, tmp_path
+):
+    records = _questions(_lecture(tmp_path), 12)
+    job = submit(records, options=JobOptions(queue=QUEUE, cache=True, mode=Mode.BATCH))
+    results = list(job.results(timeout=120))
+
+    assert all(r.ok and r.mode == "batch" for r in results), [r.error for r in results]
+    assert all(f"Question {r.index}?" in r.response for r in results)
+    assert all(r.usage["cached_content_token_count"] > 1024 for r in results)
+    stats = emulator.stats()
+    assert stats["by_outcome"]["batch_create"] == 1 and stats["by_outcome"]["cache_create"] == 1
+    assert sum(stats["cache_uses"].values()) == 12  # every request of the batch named it
+    counts = job.status().counts
+    assert counts.online_cost > 2 * counts.cost  # half price, and the prefix at the cached price
+    emulator.wait_until(lambda s: s["caches"] == {}, "the job's cache deleted")
+    # Its storage, billed by the hour it was kept, is part of what the job cost.
+    kept = job_caches(job.rt.redis, job.rt.keys, job.id, job.rt.settings.prices).storage
+    assert kept > 0 and "of it cache storage" in progress.summary(job)
+
+
+def test_a_cache_gone_before_its_batch_is_answered_is_made_again_for_the_next_batch(
+    media_workers, emulator, tmp_path
+):
+    emulator.configure(batch_seconds=3600)  # the batch waits until the test lets it finish
+    records = _questions(_lecture(tmp_path), 6)
+    job = submit(records, options=JobOptions(queue=QUEUE, cache=True, mode=Mode.BATCH))
+    emulator.wait_until(lambda s: s["by_outcome"].get("batch_create") == 1, "batch created")
+    assert emulator.expire_caches() == 1  # Gemini drops the cache while the batch waits
+    emulator.configure(batch_seconds=1.0)
+    assert emulator.finish_batches() == 1
+    results = list(job.results(timeout=120))
+
+    assert all(r.ok and r.mode == "batch" for r in results), [r.error for r in results]
+    assert all(r.usage["cached_content_token_count"] > 1024 for r in results)
+    stats = emulator.stats()
+    # The first batch's 6 requests were refused for the lost cache, a worker asked Gemini
+    # for it once (it had gone), and the second batch named a new one.
+    assert stats["by_outcome"]["cache_missing"] == 7
+    assert stats["by_outcome"]["batch_create"] == 2 and stats["by_outcome"]["cache_create"] == 2
 
 
 def test_a_prefix_too_small_to_cache_is_sent_uncached_and_the_summary_says_so(
