@@ -37,6 +37,8 @@ class EmulatorConfig:
     video_processing_seconds: float = 1.0
     # The Files API's storage per project (ai.google.dev/gemini-api/docs/files): 20 GB.
     storage_bytes: int = PROJECT_STORAGE_BYTES
+    # Hold the answer to every finished upload, the file stored, until released.
+    hold_uploads: bool = False
     # Batch Mode (see emulator/batches.py): how long a batch takes (Gemini's target is 24
     # hours), when an unfinished one expires, whether batches end FAILED, how many
     # unfinished batches a project may have, and how many input tokens its unfinished
@@ -85,7 +87,7 @@ _SCALARS = {
     "latency": float, "latency_jitter": float, "thoughts_tokens": int,
     "request_limit_bytes": int, "video_processing_seconds": float, "storage_bytes": int,
     "batch_seconds": float, "batch_expire_seconds": float, "batch_fails": bool,
-    "batch_concurrent": int, "batch_tokens": int,
+    "batch_concurrent": int, "batch_tokens": int, "hold_uploads": bool,
 }  # fmt: skip
 
 

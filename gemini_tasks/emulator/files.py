@@ -74,6 +74,7 @@ class PendingUpload:
     mime_type: str
     size: int
     display_name: str | None
+    file_id: str | None = None  # the id the uploader chose, if it did
     data: bytearray = field(default_factory=bytearray)
 
 
@@ -93,23 +94,36 @@ class FileStore:
             len(f.data) for f in self.files.values() if f.project == project and now < f.expires
         )
 
-    def start(self, project: str, mime_type: str, size: int, display_name: str | None) -> str:
+    def start(
+        self,
+        project: str,
+        mime_type: str,
+        size: int,
+        display_name: str | None,
+        file_id: str | None = None,
+    ) -> str:
         upload_id = uuid.uuid4().hex
-        self.pending[upload_id] = PendingUpload(project, mime_type, size, display_name)
+        self.pending[upload_id] = PendingUpload(project, mime_type, size, display_name, file_id)
         return upload_id
 
     def finish(self, upload_id: str) -> StoredFile:
         upload = self.pending.pop(upload_id)
-        return self.add(upload.project, upload.mime_type, bytes(upload.data), upload.display_name)
+        return self.add(upload.project, upload.mime_type, bytes(upload.data), upload.display_name,
+                        upload.file_id)  # fmt: skip
 
     def add(
-        self, project: str, mime_type: str, data: bytes, display_name: str | None = None
+        self,
+        project: str,
+        mime_type: str,
+        data: bytes,
+        display_name: str | None = None,
+        file_id: str | None = None,
     ) -> StoredFile:
         """Store a file of `project`'s: uploaded, or written by Gemini (a batch's answers)."""
         now = time.time()
         processing = self.video_processing_seconds if mime_type.startswith("video/") else 0
         stored = StoredFile(
-            id=uuid.uuid4().hex[:12],
+            id=file_id or uuid.uuid4().hex[:12],
             project=project,
             mime_type=mime_type,
             data=data,

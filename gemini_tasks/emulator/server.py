@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 
 API_VERSIONS = ("v1", "v1beta", "v1alpha")
 BATCH = "batchGenerateContent"
+_FILE_ID = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?")
 # HTTP status -> google.rpc.Code (google/rpc/code.proto).
 RPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 409: 10, 429: 8, 499: 1, 500: 13, 501: 12,
              502: 14, 503: 14, 504: 4}  # fmt: skip
@@ -620,6 +621,8 @@ class Emulator:
             return web.Response(headers={"x-goog-upload-status": "active"})
         stored = self.files.finish(upload_id)
         self.stats.uploads[stored.project] += 1
+        if self.config.hold_uploads:  # stored, its uploader not yet told: a test kills it now
+            await self._hold()
         base = f"{request.scheme}://{request.host}"
         file_json = stored.to_json(base, request.match_info["version"], time.time())
         return web.json_response({"file": file_json}, headers=final)
@@ -636,12 +639,22 @@ class Emulator:
         if self.files.stored_bytes(project) + size > self.files.storage_limit:
             body = payloads.file_storage_exhausted(self.files.storage_limit)
             return web.json_response(body, status=429)
+        # An uploader may name the file: up to 40 lowercase letters, digits and dashes, not
+        # at either end; a name in use is refused (ai.google.dev/api/files#File).
+        file_id = str(meta.get("name") or "").removeprefix("files/") or None
+        if file_id is not None and not _FILE_ID.fullmatch(file_id):
+            body = payloads.invalid_argument(f"Invalid file name: files/{file_id}.")
+            return web.json_response(body, status=400)
+        if file_id is not None and file_id in self.files.files:
+            body = payloads.error(409, "ALREADY_EXISTS", f"File files/{file_id} already exists.")
+            return web.json_response(body, status=409)
         upload_id = self.files.start(
             project,
             request.headers.get("X-Goog-Upload-Header-Content-Type")
             or meta.get("mimeType", "application/octet-stream"),
             size,
             meta.get("displayName"),
+            file_id,
         )
         url = f"{request.scheme}://{request.host}{request.path}?upload_id={upload_id}"
         return web.json_response(

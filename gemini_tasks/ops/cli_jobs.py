@@ -395,6 +395,7 @@ def _status_json(job: Job, status: JobStatus) -> dict[str, Any]:
         "failed_by_kind": counts.by_kind,
         "waiting": status.waiting,
         "in_flight": status.in_flight,
+        "batched": status.batched,
         "rate_limited": counts.rate_limited,
         "reused": counts.reused,
         "tokens": {"input": counts.prompt_tokens, "output": counts.output_tokens,
@@ -432,7 +433,8 @@ def status(job_id: str, as_json: bool) -> None:
         f"{job_id}: {state.state}, {state.counts.done} of {state.total} done "
         f"({state.counts.succeeded} ok, {state.counts.failed} failed: {kinds})",
         f"waiting {state.waiting}, in flight {state.in_flight}, "
-        f"{view['rate_per_second']}/s, ETA {eta_text(state.eta)}",
+        + (f"in batches {state.batched}, " if state.batched else "")
+        + f"{view['rate_per_second']}/s, ETA {eta_text(state.eta)}",
         f"tokens {state.counts.prompt_tokens} in"
         + (f" ({state.counts.cached_tokens} cached)" if state.counts.cached_tokens else "")
         + f" / {state.counts.output_tokens} out / "

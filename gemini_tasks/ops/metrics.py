@@ -137,6 +137,7 @@ class JobsCollector:
                 ("prompts", "Prompts the job has"),
                 ("waiting", "Prompts waiting in Redis for their turn or a key"),
                 ("in_flight", "Prompts fed to workers and not finished"),
+                ("batched", "Prompts in the job's Batch Mode batches, not yet answered"),
             )
         }
         state = GaugeMetricFamily("gemini_tasks_job_state", "1 for the job's state",
@@ -159,6 +160,7 @@ class JobsCollector:
             gauges["prompts"].add_metric(label, status.total)
             gauges["waiting"].add_metric(label, status.waiting)
             gauges["in_flight"].add_metric(label, status.in_flight)
+            gauges["batched"].add_metric(label, status.batched)
             state.add_metric([*label, status.state, status.info.priority.value], 1)
             counts = status.counts
             rate_limited.add_metric(label, counts.rate_limited)

@@ -52,6 +52,7 @@ class JobStatus:
     counts: Counts
     waiting: int  # prompts in the job's queue, not yet fed to a worker
     in_flight: int  # prompts fed to workers (queued in the broker, waiting, or calling)
+    batched: int  # prompts in the job's Batch Mode batches, until Gemini answers them
     first_done: float | None  # when its first and latest prompts finished
     last_done: float | None
 
@@ -84,6 +85,7 @@ class Job:
         ttl = self.rt.settings.result_expires
         self.scheduler = JobQueue(self.rt.broker, self.rt.keys, ttl)
         self.outcomes = Outcomes(self.rt.results, self.rt.keys, ttl, self.rt.settings.prices)
+        self.batches = BatchBook(self.rt.broker, self.rt.keys)
 
     def __repr__(self) -> str:
         return f"Job({self.id!r})"
@@ -137,6 +139,7 @@ class Job:
             counts=counts,
             waiting=self.scheduler.waiting(self.id),
             in_flight=len(self.scheduler.inflight(self.id)),
+            batched=self.batches.batched(self.id),
             first_done=first,
             last_done=last,
         )

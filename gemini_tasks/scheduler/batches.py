@@ -145,6 +145,15 @@ class BatchBook:
         if batches:
             self.redis.zadd(self.keys.batches(), {b: 0 for b in batches}, xx=True)
 
+    def batched(self, job_id: str) -> int:
+        """How many of the job's prompts its batches hold (forming, being created, or
+        waiting for Gemini's answer)."""
+        batches = [text(b) for b in self.redis.smembers(self.keys.job_batches(job_id))]
+        pipe = self.redis.pipeline(transaction=False)
+        for batch_id in batches:
+            pipe.hget(self.keys.batch(batch_id), "indexes")
+        return sum(len(json.loads(text(raw))) for raw in pipe.execute() if raw)
+
     def drop(self, batch: BatchRecord) -> None:
         """The batch's prompts are all settled: forget it."""
         owner = self.redis.hget(self.keys.batch(batch.id), "owner")

@@ -21,6 +21,7 @@ import logging
 import tempfile
 import threading
 import time
+import uuid
 from typing import IO, Any
 
 from google.genai import _common, types
@@ -63,7 +64,9 @@ FILE_BYTES = 1024**3
 # Bytes a second a file batch's upload is allowed at least while the batch stays this
 # worker's: past its hold, another worker would take the batch up and create it again.
 UPLOAD_RATE = 1024**2
-DONE = {"JOB_STATE_SUCCEEDED"}
+# Gemini's Batch Mode ends SUCCEEDED; the SDK's states have PARTIALLY_SUCCEEDED too (Vertex's):
+# both have answers to read, and what is unanswered goes in another batch.
+DONE = {"JOB_STATE_SUCCEEDED", "JOB_STATE_PARTIALLY_SUCCEEDED"}
 ENDED = {"JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
 
 
@@ -120,6 +123,10 @@ class Batcher(threading.Thread):
     # -- creating a batch ---------------------------------------------------------------
 
     def _submit(self, batch: BatchRecord) -> None:
+        # A file named while formed was uploaded, or not, by a worker that stopped: no
+        # batch of Gemini's reads it.
+        if batch.input_file:
+            self._forget_input(batch, self._project_client(batch))
         staged = self._staged(batch)
         if not staged:
             self._drop(batch)
@@ -143,7 +150,7 @@ class Batcher(threading.Thread):
                 if built.indexes and not self._enqueue(batch, lease.key.project):
                     self.ctx.pool.give_back(lease)
                     return
-                source = self._source(batch, client, built)
+                source = self._source(batch, client, lease.key, built)
         except BaseException:
             self.ctx.pool.give_back(lease)
             raise
@@ -211,16 +218,22 @@ class Batcher(threading.Thread):
         return later
 
     def _source(
-        self, batch: BatchRecord, client: Any, built: BatchInput
+        self, batch: BatchRecord, client: Any, key: ApiKey, built: BatchInput
     ) -> list[types.InlinedRequest] | str:
         """What the batch is created from: its inline requests, or, past the inline limit,
         the name of the JSONL file they are uploaded as with the batch's key."""
         if not built.as_file:
             return built.inline
+        # The file's name is ours and recorded first: a worker dying as it uploads leaves a
+        # file the next worker to take the batch up deletes.
+        name = f"files/gemini-tasks-{batch.id}-{uuid.uuid4().hex[:8]}"
+        batch.input_file, batch.project, batch.key_id = name, key.project, key.id
+        self.ctx.batches.save(batch)
         self.ctx.batches.look_again(batch.id, self.hold + built.size / UPLOAD_RATE)
         built.lines.seek(0)
         uploaded = client.files.upload(file=built.lines, config=types.UploadFileConfig(
-            mime_type="application/jsonl", display_name=batch.display_name))  # fmt: skip
+            name=name, mime_type="application/jsonl",
+            display_name=batch.display_name))  # fmt: skip
         log.info("batch %s: %d requests (%d bytes) uploaded as %s", batch.id,
                  len(built.indexes), built.size, uploaded.name)  # fmt: skip
         return str(uploaded.name)

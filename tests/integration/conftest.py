@@ -87,6 +87,7 @@ DEFAULTS = {
     "batch_fails": False,
     "batch_concurrent": 100,
     "batch_tokens": 3_000_000,
+    "hold_uploads": False,
     "cache_min_tokens": None,
 }
 

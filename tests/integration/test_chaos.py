@@ -18,13 +18,14 @@ import redis
 from gemini_tasks.ops import local
 from gemini_tasks.producer import submit
 from gemini_tasks.scheduler import JobQueue
-from tests.conftest import TEST_ENV
+from tests.conftest import FAKE_KEY, TEST_ENV
 from tests.integration.conftest import prove_keys, runtime_for
 
 pytestmark = pytest.mark.integration
 
 QUEUE = "chaos"
 LOST_QUEUE = "chaos-lost"
+FILE_QUEUE = "chaos-files"
 CONCURRENCY = 10
 CHAOS_ENV = {
     **TEST_ENV,
@@ -51,10 +52,10 @@ class ChaosWorkers:
         self.run_dir, self.processes, self.started = run_dir, [], 0
         self.rt = runtime_for(CHAOS_ENV)  # the chaos workers' cluster (their key prefix)
 
-    def start(self, queue: str = QUEUE) -> subprocess.Popen:
+    def start(self, queue: str = QUEUE, **settings: str) -> subprocess.Popen:
         self.started += 1
         name = f"chaos{self.started}"
-        env = {**CHAOS_ENV, "GEMINI_TASKS_QUEUE": queue}
+        env = {**CHAOS_ENV, "GEMINI_TASKS_QUEUE": queue, **settings}
         process = local.start_worker(
             env, name, CONCURRENCY, self.run_dir / f"{name}.log", cwd=self.run_dir
         )
@@ -263,3 +264,48 @@ def test_a_worker_killed_while_its_batch_is_pending_loses_nothing_and_sends_it_o
     stats = emulator.stats(calls=True)
     assert stats["by_outcome"]["batch_create"] == 1
     assert sum(c["tier"] == "batch" for c in stats["calls"]) == 30
+
+
+def test_a_worker_killed_as_it_uploads_a_file_batch_leaves_no_file_behind(chaos_workers, emulator):
+    from google import genai
+    from google.genai import errors
+
+    from gemini_tasks.producer import JobOptions, Mode
+    from gemini_tasks.scheduler import BatchBook
+
+    # Two workers of their own, whose batches of a few prompts go as a JSONL file.
+    files = {"GEMINI_TASKS_BATCH_INLINE_BYTES": "500"}
+    workers = [chaos_workers.start(FILE_QUEUE, **files) for _ in range(2)]
+    emulator.configure(hold_uploads=True)
+    options = JobOptions(queue=FILE_QUEUE, mode=Mode.BATCH)
+    job = submit(records(20, "filed"), options=options, rt=chaos_workers.rt)
+    emulator.wait_until(lambda s: s["held"] == 1, "the batch's file stored, its upload unanswered")
+    book, rt = BatchBook(chaos_workers.rt.broker, chaos_workers.rt.keys), chaos_workers.rt
+    [batch_id] = [i.decode() for i in rt.broker.smembers(rt.keys.job_batches(job.id))]
+    batch = book.get(batch_id)
+    assert batch is not None and batch.input_file  # named before it was uploaded
+    owner = rt.broker.hget(rt.keys.batch(batch_id), "owner").decode()
+    victim = next(p for p in workers if f":{p.pid}:" in owner)
+    chaos_workers.kill(victim)
+    emulator.configure(hold_uploads=False)
+    emulator.release()
+
+    results = list(job.results(timeout=120))
+
+    assert_every_prompt_answered_once(results, 20, "filed")
+    stats = emulator.stats()
+    # Created once, by whichever worker took the batch up (the module's own workers, whose
+    # inline limit is Gemini's, send it inline).
+    assert stats["by_outcome"]["batch_create"] == 1
+    client = genai.Client(api_key=FAKE_KEY, http_options={"base_url": emulator.url})
+    deadline = time.monotonic() + 60  # the worker that took the batch up deleted the file
+    while True:
+        try:
+            client.files.get(name=batch.input_file)
+        except errors.ClientError:
+            break
+        assert time.monotonic() < deadline, f"{batch.input_file} was left behind"
+        time.sleep(0.2)
+    for process in workers:
+        if process is not victim:
+            local.stop_process(process)

@@ -142,6 +142,8 @@ def test_cancelling_a_batch_job_cancels_its_batch(cluster):
     while "batch_create" not in cluster.stats()["by_outcome"]:
         assert time.monotonic() < deadline, "no batch was created"
         time.sleep(0.1)
+    status = job.status()  # its prompts wait in its batch, not in its queue or workers
+    assert (status.batched, status.waiting, status.in_flight) == (5, 0, 0)
     job.cancel()
     results = list(job.results(timeout=60))
 
