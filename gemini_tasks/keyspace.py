@@ -51,7 +51,7 @@ the same patterns as the methods below, and tests check that both agree.
     {p}:batch:<batch>               hash   a Batch Mode batch: job, state (formed, creating,
                                            pending), indexes (JSON), round, formed_at, owner,
                                            project, key_id, name (Gemini's), submitted_at,
-                                           polls, model, tokens, input_file
+                                           polls, model, input_file
     {p}:batches                     zset   batch id -> when it is next due for a look (a
                                            worker holding it pushes this out)
     {p}:job:<job>:batches           set    the job's batches

@@ -54,7 +54,7 @@ class BatchRecord:
     # The JSONL file its requests were uploaded as ("files/..."); "" for inline requests,
     # and in records saved before file batches were.
     input_file: str = ""
-    tokens: int = 0  # its requests' input tokens, estimated: what it enqueues
+    tokens: int = 0  # its requests' input tokens, estimated: what it enqueues (not saved)
 
     @property
     def display_name(self) -> str:
@@ -66,7 +66,7 @@ class BatchBook:
     def __init__(self, client: redis.Redis, keyspace: Keyspace):
         self.redis, self.keys = client, keyspace
         self._scripts = scripts.register(
-            client, "gemini_tasks.scheduler", ("form", "claim_batches", "enqueue")
+            client, "gemini_tasks.scheduler", ("form", "claim_batches", "enqueue", "save_batch")
         )
 
     def _run(self, name: str, *args: Any) -> Any:
@@ -102,25 +102,24 @@ class BatchBook:
             polls=int(raw.get("polls", 0)),
             model=raw.get("model", ""),
             input_file=raw.get("input_file", ""),
-            tokens=int(raw.get("tokens", 0)),
         )
 
-    def save(self, batch: BatchRecord) -> None:
-        self.redis.hset(
-            self.keys.batch(batch.id),
-            mapping={
-                "state": batch.state.value,
-                "indexes": json.dumps(batch.indexes),
-                "project": batch.project,
-                "key_id": batch.key_id,
-                "name": batch.name,
-                "submitted_at": batch.submitted_at,
-                "polls": batch.polls,
-                "model": batch.model,
-                "input_file": batch.input_file,
-                "tokens": batch.tokens,
-            },
-        )
+    def save(self, batch: BatchRecord) -> bool:
+        """Record the batch's state; False if its record is gone (another worker dropped
+        it: its job was cancelled or forgotten), which nothing may then act on."""
+        fields = {
+            "state": batch.state.value,
+            "indexes": json.dumps(batch.indexes),
+            "project": batch.project,
+            "key_id": batch.key_id,
+            "name": batch.name,
+            "submitted_at": repr(batch.submitted_at),
+            "polls": batch.polls,
+            "model": batch.model,
+            "input_file": batch.input_file,
+        }
+        pairs = [item for pair in fields.items() for item in pair]
+        return bool(self._run("save_batch", batch.id, *pairs))
 
     def enqueue(self, batch: BatchRecord, project: str, limit: int, concurrent: int) -> bool:
         """Count `batch` (`batch.tokens` of `batch.model`) against `project`'s Batch Mode

@@ -32,6 +32,7 @@ from gemini_tasks import prices
 from gemini_tasks.errors import (
     CapacityExhausted,
     ErrorKind,
+    GeminiCallError,
     InvalidPrompt,
     InvalidRequest,
     KeyInvalid,
@@ -67,7 +68,17 @@ UPLOAD_RATE = 1024**2
 # Gemini's Batch Mode ends SUCCEEDED; the SDK's states have PARTIALLY_SUCCEEDED too (Vertex's):
 # both have answers to read, and what is unanswered goes in another batch.
 DONE = {"JOB_STATE_SUCCEEDED", "JOB_STATE_PARTIALLY_SUCCEEDED"}
+# A batch is cut at this share of the enqueued-token limit: its tokens are estimated, and
+# Gemini counts them.
+TOKEN_SHARE = 0.8
+# Creations Gemini refused for quota in a row before the batch is halved (what its quota
+# takes may be more than the estimate said), or, a batch of one, its prompt fails.
+REFUSALS = 5
 ENDED = {"JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
+
+
+class Dropped(Exception):
+    """Another worker dropped the batch (its job was cancelled) while this one built it."""
 
 
 class Batcher(threading.Thread):
@@ -115,6 +126,8 @@ class Batcher(threading.Thread):
                 self._find(batch, control)
             else:
                 self._look(batch, control)
+        except Dropped:
+            log.info("batch %s of job %s: dropped by another worker; let go", batch.id, batch.job)
         except Exception as exc:
             error = redact(str(exc), self.ctx.pool.key_list)
             log.warning("batch %s of job %s: %s; looking again later", batch.id, batch.job, error)
@@ -143,28 +156,29 @@ class Batcher(threading.Thread):
             return
         try:
             client = self.ctx.client(lease.key)
-            limits = BatchInput(self.settings.batch_inline_bytes, self.settings.batch_tokens)
-            with limits as built:
+            token_limit = int(self.settings.batch_tokens * TOKEN_SHARE)
+            with BatchInput(self.settings.batch_inline_bytes, token_limit) as built:
                 later = self._requests(batch, staged, model, client, lease.key, built)
-                batch.model, batch.tokens = model, built.tokens
-                if built.indexes and not self._enqueue(batch, lease.key.project):
+                if not self._room(batch, lease.key, model, built):
                     self.ctx.pool.give_back(lease)
                     return
-                source = self._source(batch, client, lease.key, built)
+                source = self._source(batch, client, built)
         except BaseException:
             self.ctx.pool.give_back(lease)
             raise
         sent = built.indexes
         batch.state, batch.indexes = BatchState.CREATING, sent
-        batch.project, batch.key_id = lease.key.project, lease.key.id
         batch.input_file = source if isinstance(source, str) else ""
         batch.submitted_at = time.time()
-        # The record first: a worker dying between the two leaves no prompt in two places.
-        if sent:
-            self.ctx.batches.save(batch)
-        # Prompts of another model, or past the size of one batch, go in the next one.
+        # Prompts of another model, or past the size of one batch, go in the next one;
+        # parked before the record lets them go: a worker dying between may get one
+        # answered twice (its first result stands), never leave one in no place.
         if later:
             self.ctx.queue.park(batch.job, later, carry=_carry(batch.round))
+        if sent and not self.ctx.batches.save(batch):
+            self.ctx.pool.give_back(lease)  # dropped meanwhile: nothing of it is created
+            self._forget_input(batch, client)
+            return
         if not sent:
             self.ctx.pool.give_back(lease)
             self._drop(batch)
@@ -172,14 +186,22 @@ class Batcher(threading.Thread):
         self.ctx.batches.look_again(batch.id, self.hold)  # renewed: creating is the long step
         self._create(batch, client, lease, source)
 
-    def _enqueue(self, batch: BatchRecord, project: str) -> bool:
-        """Count the batch against `project`'s Batch Mode limits, or let it wait (unchanged,
-        its prompts in it) while the project's other batches use them up."""
-        if self.ctx.batches.enqueue(batch, project, self.settings.batch_tokens,
-                                    self.settings.batch_concurrent):  # fmt: skip
+    def _room(self, batch: BatchRecord, key: ApiKey, model: str, built: BatchInput) -> bool:
+        """Record the project the batch goes to, then count it against that project's Batch
+        Mode limits; False when it must wait (unchanged, its prompts in it) while the
+        project's other batches use them up, or when another worker dropped it meanwhile."""
+        if batch.project and batch.project != key.project:
+            self.ctx.batches.dequeue(batch)  # counted where an earlier try meant to send it
+        batch.project, batch.key_id, batch.model = key.project, key.id, model
+        batch.tokens = built.tokens
+        if not self.ctx.batches.save(batch):
+            return False
+        if not built.indexes or self.ctx.batches.enqueue(
+            batch, key.project, self.settings.batch_tokens, self.settings.batch_concurrent
+        ):
             return True
         log.info("batch %s: project %s has no room for %d more enqueued tokens of %s or "
-                 "another batch; waiting", batch.id, project, batch.tokens,
+                 "another batch; waiting", batch.id, key.project, batch.tokens,
                  batch.model)  # fmt: skip
         self.ctx.batches.look_again(batch.id, self.settings.batch_poll)
         return False
@@ -218,7 +240,7 @@ class Batcher(threading.Thread):
         return later
 
     def _source(
-        self, batch: BatchRecord, client: Any, key: ApiKey, built: BatchInput
+        self, batch: BatchRecord, client: Any, built: BatchInput
     ) -> list[types.InlinedRequest] | str:
         """What the batch is created from: its inline requests, or, past the inline limit,
         the name of the JSONL file they are uploaded as with the batch's key."""
@@ -227,8 +249,9 @@ class Batcher(threading.Thread):
         # The file's name is ours and recorded first: a worker dying as it uploads leaves a
         # file the next worker to take the batch up deletes.
         name = f"files/gemini-tasks-{batch.id}-{uuid.uuid4().hex[:8]}"
-        batch.input_file, batch.project, batch.key_id = name, key.project, key.id
-        self.ctx.batches.save(batch)
+        batch.input_file = name
+        if not self.ctx.batches.save(batch):
+            raise Dropped(f"batch {batch.id} was dropped while it was built")
         self.ctx.batches.look_again(batch.id, self.hold + built.size / UPLOAD_RATE)
         built.lines.seek(0)
         uploaded = client.files.upload(file=built.lines, config=types.UploadFileConfig(
@@ -264,24 +287,42 @@ class Batcher(threading.Thread):
                 self._fail(batch.job, batch.indexes, ErrorKind.INVALID_REQUEST, message)
                 self._drop(batch, client)
                 return
-            # Refused (a 429, a key refused): created again, its requests built and uploaded
-            # again. A timeout or a 5xx may have reached Gemini: it stays `creating`, its file
-            # kept, so it is looked for by name first.
-            if isinstance(error, (QuotaExceeded, CapacityExhausted, KeyInvalid)):
-                self._uncreated(batch, client)
-            batch.polls += 1
-            self.ctx.batches.save(batch)
-            self.ctx.batches.look_again(batch.id, self._later(batch))
-            log.warning("batch %s: creating it failed (%s); trying again", batch.id,
-                        redact(str(error), self.ctx.pool.key_list))  # fmt: skip
+            self._not_created(batch, client, error)
             return
         self.ctx.pool.release(lease, None)
         batch.state, batch.name, batch.polls = BatchState.PENDING, str(created.name), 0
-        self.ctx.batches.save(batch)
+        if not self.ctx.batches.save(batch):  # its job was cancelled as it was created
+            client.batches.cancel(name=batch.name)
+            return
         self.ctx.batches.look_again(batch.id, FIRST_LOOK)
         log.info("job %s: batch %s of %d prompts created as %s in project %s from %s",
                  batch.job, batch.id, len(batch.indexes), created.name, batch.project,
                  batch.input_file or "inline requests")  # fmt: skip
+
+    def _not_created(self, batch: BatchRecord, client: Any, error: GeminiCallError) -> None:
+        """Refused (a 429, a key refused): created again, its requests built and uploaded
+        again; refused for quota again and again, in halves, or, alone, its prompt fails.
+        A timeout or a 5xx may have reached Gemini: it stays `creating`, its file kept, so
+        it is looked for by name first."""
+        message = redact(str(error), self.ctx.pool.key_list)
+        if isinstance(error, (QuotaExceeded, CapacityExhausted, KeyInvalid)):
+            self._uncreated(batch, client)
+        batch.polls += 1
+        if isinstance(error, QuotaExceeded) and batch.polls >= REFUSALS:
+            if len(batch.indexes) == 1:
+                why = f"Gemini refused its batch {batch.polls} times for quota: {message}"
+                self._fail(batch.job, batch.indexes, ErrorKind.QUOTA, why)
+                self._drop(batch, client)
+                return
+            half = len(batch.indexes) // 2
+            # Parked before the record shrinks: a worker dying between may get a prompt
+            # answered twice (its first result stands), never leave one in no place.
+            self.ctx.queue.park(batch.job, batch.indexes[half:], carry=_carry(batch.round))
+            batch.indexes, batch.polls = batch.indexes[:half], 0
+            log.warning("batch %s: refused %d times for quota; halved", batch.id, REFUSALS)
+        self.ctx.batches.save(batch)
+        self.ctx.batches.look_again(batch.id, self._later(batch))
+        log.warning("batch %s: creating it failed (%s); trying again", batch.id, message)
 
     def _staged(self, batch: BatchRecord) -> dict[int, StagedRecord]:
         """The batch's prompts that can go: those whose record is bad end here, with why."""
@@ -316,9 +357,13 @@ class Batcher(threading.Thread):
         cache = None
         control = self.ctx.job_control(job)
         if control.cache and (prefix := prefix_of(record, model)) is not None:
-            # The cache outlives the batch's deadline: Gemini may answer the batch that late.
-            cache = self.ctx.caches.use(job, prefix, key.project, client, parts,
-                                        lasting=control.batch_deadline)  # fmt: skip
+            # The cache outlives the batch's upload and deadline: Gemini may answer that late.
+            lasting = control.batch_deadline + self.hold + FILE_BYTES / UPLOAD_RATE
+            try:
+                cache = self.ctx.caches.use(job, prefix, key.project, client, parts, lasting)
+            except genai_errors.APIError as exc:  # the prompt goes uncached, not the batch stuck
+                log.warning("job %s: caching a prefix in project %s failed (%s); sent uncached",
+                            job, key.project, exc.code)  # fmt: skip
         request = build_request(record, model, None, parts, cache=cache)
         return types.InlinedRequest(
             contents=request.contents, config=request.config, metadata={"index": str(index)}
@@ -405,7 +450,8 @@ class Batcher(threading.Thread):
         raws = self.ctx.queue.records(batch.job, batch.indexes)
         again: list[int] = []
         answered: set[int] = set()
-        stale: dict[str, Prefix] = {}  # prefixes whose cache Gemini said it had not
+        # Prefixes whose cache Gemini said it had not, and the prompts that named it.
+        stale: dict[str, tuple[Prefix, list[int]]] = {}
         for item in answers:
             index = int((item.metadata or {}).get("index", -1))
             if index not in raws or index in answered:
@@ -415,12 +461,14 @@ class Batcher(threading.Thread):
             if raw is None:
                 continue
             action = self._settle(batch, index, raw, item, price, control.cache)
-            if action is not None:
-                again.append(index)
             if action is Action.RECACHE and (prefix := prefix_of(parse_staged(raw), batch.model)):
-                stale[prefix.digest] = prefix
-        for prefix in stale.values():  # made again for their next batch
+                stale.setdefault(prefix.digest, (prefix, []))[1].append(index)
+            elif action is not None:
+                again.append(index)
+        for prefix, indexes in stale.values():  # the cache is made again for their next batch
             self.ctx.caches.verify(batch.job, batch.project, prefix, client)
+            # Not the batch's failure: batched again, whatever the job's fallback.
+            self.ctx.queue.park(batch.job, indexes, carry=_carry(batch.round + 1))
         again += [i for i in batch.indexes if i not in answered]
         if again:
             self._send_back(batch, control, again, "Gemini's batch did not answer them")

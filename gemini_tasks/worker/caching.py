@@ -211,6 +211,9 @@ class Caches:
         now = time.time()
         entry = {"name": cache.name, "model": prefix.model, "expires": now + ttl,
                  "made": now, "tokens": tokens or 0}  # fmt: skip
+        replaced = self.redis.hget(self.keys.job_caches(job), _field(project, prefix))
+        if replaced is not None:  # one about to lapse: what it was kept for is the job's
+            self._gone(self.keys.job_caches(job), json.loads(replaced))
         self._note(job, _field(project, prefix), json.dumps(entry))
         self.redis.hincrby(self.keys.job_caches(job), "created", 1)
         log.info("job %s: cached a prefix in project %s as %s", job, project, cache.name)
@@ -258,9 +261,11 @@ class Caches:
         name = str(json.loads(raw)["name"])
         try:
             client.caches.get(name=name)
-        except genai_errors.ClientError as exc:
+        except genai_errors.APIError as exc:
             if exc.code in (403, 404):
                 self.forget(job, project, prefix, name)
+            else:  # kept: a request naming it again tells once more
+                log.info("could not look for cache %s: %s", name, exc.code)
 
     def forget(self, job: str, project: str, prefix: Prefix, name: str) -> None:
         """Drop the record of a cache Gemini no longer has, unless another worker already

@@ -182,15 +182,16 @@ TOKENS_ENV = {
     **TEST_ENV,
     "GEMINI_TASKS_QUEUE": TOKENS_QUEUE,
     "GEMINI_TASKS_KEY_PREFIX": "token_batches",
-    # Room for two of the test's prompts (about 100 tokens each) enqueued at a time.
-    "GEMINI_TASKS_BATCH_TOKENS": "250",
+    # Room for two of the test's prompts (about 100 tokens each) enqueued at a time, and a
+    # batch cut at 80% of it: two prompts a batch.
+    "GEMINI_TASKS_BATCH_TOKENS": "260",
 }
 
 
 def test_batches_are_cut_and_held_to_the_projects_enqueued_token_limit(
     redis_url, emulator, run_dir
 ):
-    emulator.configure(batch_tokens=250, batch_seconds=2.0)
+    emulator.configure(batch_tokens=260, batch_seconds=2.0)
     records = [{"prompt": f"{i} " + "word " * 80, "metadata": {"i": i}} for i in range(6)]
     with own_worker(TOKENS_ENV, "tokenbatch", 4, run_dir) as rt:
         options = JobOptions(mode=Mode.BATCH, queue=TOKENS_QUEUE)

@@ -6,15 +6,17 @@
 -- KEYS     {p}:workers, naming the hash slot every key below is in
 -- ARGV     tag, project, model, batch id, tokens, limit, concurrent
 -- Returns  1 if admitted (or already), 0 if it must wait for a batch of the project to end
+--          (or its record is gone)
 local project, model, id = ARGV[2], ARGV[3], ARGV[4]
 local tokens, limit, concurrent = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local book = K.batch_quota(project)
+if redis.call('HEXISTS', K.batch(id), 'job') == 0 then return 0 end  -- dropped meanwhile
 if redis.call('HEXISTS', book, id) == 1 then return 1 end
 local count, enqueued = 0, 0
 local entries = redis.call('HGETALL', book)
 for i = 1, #entries, 2 do
   -- An entry whose batch record is gone was left by a worker that died as it dropped it.
-  if redis.call('EXISTS', K.batch(entries[i])) == 0 then
+  if redis.call('HEXISTS', K.batch(entries[i]), 'job') == 0 then
     redis.call('HDEL', book, entries[i])
   else
     count = count + 1
