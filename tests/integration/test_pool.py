@@ -195,6 +195,16 @@ def test_daily_quota_exhausts_fully_until_the_reset(make_pool, client):
     assert status["seconds_left"] == pytest.approx(next_daily_reset(now) - now, abs=30)
 
 
+def test_a_reset_forgets_the_limits_429s_taught_as_after_a_quota_increase(make_pool):
+    pool = make_pool([A])
+    pool.release(pool.acquire(MODEL), QuotaExceeded("429", retry_delay=10, violations=(day(1),)))
+    assert states(pool)[A.id]["limits"]["rpd"] == 1  # learned: nothing more goes today
+    assert pool.reset(A.id)
+    status = states(pool)[A.id]
+    assert status["status"] == "AVAILABLE" and status["limits"]["rpd"] == 0
+    assert isinstance(pool.acquire(MODEL), Lease)  # today's count no longer holds it back
+
+
 def test_fully_exhausted_after_max_exhaustions_in_a_row(make_pool):
     pool = make_pool([A], exhausted_wait=0.05, max_exhausted_retries=2, fully_exhausted_wait=500)
     pool.release(pool.acquire(MODEL), QuotaExceeded("429", violations=(minute(),)))
