@@ -4,23 +4,25 @@ HTTP connection pool.
 google-genai closes a Client's HTTP pool when the Client is garbage-collected, even
 while a call made through it is still in flight, so clients are created once, under a
 lock, and kept for the life of the process. The key travels in each request's header, not
-in the connection, so every key's Client sends through one pool per Gemini host: with a
-pool of each key's own, a cluster of many keys (each used now and then as the pool rotates
-them) found its connections expired and opened a new one for most calls.
+in the connection, so every key's Client sends through one HTTP client per Gemini host,
+made once with its TLS contexts: made per key, a 1,000-key worker spent milliseconds per
+key loading CA bundles under that lock, and found the connections of a key it had not used
+for a few seconds expired (docs/benchmarks.md, row 13).
 """
 
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from google import genai
 from google.genai import _api_client, types
-from httpx2 import Client, Limits  # google-genai 3's HTTP client
+from httpx2 import AsyncClient, Client, Limits  # google-genai 3's HTTP client
 
 from gemini_tasks.keys import ApiKey
 
 _clients: dict[str, genai.Client] = {}
-_pools: dict[str, Client] = {}
+_pools: dict[str, tuple[Client, AsyncClient, dict[str, Any]]] = {}
 _lock = threading.Lock()
 
 
@@ -45,18 +47,21 @@ def client_for(
                 client_args={"limits": limits},
                 async_client_args={"limits": limits},
             )
-            options.httpx_client = _pool(options, f"{base_url or ''}@{connections}")
+            name = f"{base_url or ''}@{connections}"
+            if name not in _pools:
+                _pools[name] = _pool(options)
+            options.httpx_client, options.httpx_async_client, ws_args = _pools[name]
+            options.async_client_args = ws_args
             client = genai.Client(api_key=key.secret, http_options=options)
             _clients[cache_key] = client
         return client
 
 
-def _pool(options: types.HttpOptions, name: str) -> Client:
-    """The process's HTTP client for `name` (a host and pool size), made as google-genai
-    makes its own from `options` (its TLS context, SSL_CERT_FILE honoured); never closed:
-    google-genai leaves a client it was given open."""
-    pool = _pools.get(name)
-    if pool is None:
-        args, _ = _api_client.BaseApiClient._ensure_httpx_ssl_ctx(options)
-        pool = _pools[name] = Client(**args)
-    return pool
+def _pool(options: types.HttpOptions) -> tuple[Client, AsyncClient, dict[str, Any]]:
+    """HTTP clients made as google-genai makes its own from `options` (its TLS contexts,
+    SSL_CERT_FILE honoured), once a process, and the async args that carry its websocket
+    TLS context: a Client given all three makes no TLS context of its own (milliseconds
+    each, for every key), and leaves the clients open."""
+    base = _api_client.BaseApiClient
+    args, async_args = base._ensure_httpx_ssl_ctx(options)
+    return Client(**args), AsyncClient(**async_args), base._ensure_websocket_ssl_ctx(options)
