@@ -2,8 +2,9 @@
 
 Each cluster is fresh (Redis, the emulator with its keys, 2 workers holding all of them),
 at zero latency with no quota configured, so what differs is only the pool's size. The
-first batch proves every key and makes each worker's client for it; the second shows the
-pool's steady cost. The baseline is the 1-key cluster in the same run.
+first batch proves every key and makes most of the workers' clients for them (one per key
+in each worker); the second shows the cost once they are made. The baseline is the 1-key
+cluster in the same run.
 
     python bench/key_count.py --prompts 2000 --keys 1000
 """
@@ -29,8 +30,7 @@ def batch(prompts: int, tag: str) -> tuple[float, int]:
 
 
 def rate(keys: int, prompts: int) -> float:
-    """The warm rate; the first batch, which proves every key and makes each worker's
-    client for it, is printed too."""
+    """The rate of the second batch; the first's, which proves every key, is printed too."""
     with cluster(keys) as running:
         running.start_workers(2, 50)
         cold, used = batch(prompts, "cold")
