@@ -155,6 +155,7 @@ class Caches:
         entries = self.keys.job_caches(job)
         if self.redis.hexists(entries, _small(prefix)):
             return None
+        ttl = round(lasting) + self.ttl  # what a cache made or renewed now lives
         found = self._live(entries, _field(project, prefix))
         if found is None:
             lock = self.keys.cache_lock(job, project, prefix.digest)
@@ -163,10 +164,10 @@ class Caches:
                     return None
                 found = self._live(entries, _field(project, prefix))  # made meanwhile?
                 if found is None:
-                    return self._create(job, prefix, project, client, parts, lasting)
+                    return self._create(job, prefix, project, client, parts, ttl)
         name, expires = found
-        if expires - time.time() < lasting + self.ttl / 2:
-            self._renew(job, project, prefix, client, name, lasting)
+        if expires - time.time() < ttl - self.ttl / 2:
+            self._renew(job, project, prefix, client, name, ttl)
         return CacheUse(name, len(prefix.lead))
 
     def _live(self, entries: str, field: str) -> tuple[str, float] | None:
@@ -186,10 +187,9 @@ class Caches:
         project: str,
         client: genai.Client,
         parts: Sequence[Any],
-        lasting: float,
+        ttl: int,
     ) -> CacheUse | None:
         lead = [parts[i] for i in prefix.lead]
-        ttl = round(lasting) + self.ttl
         config = types.CreateCachedContentConfig(
             contents=[types.Content(role="user", parts=lead)] if lead else None,
             system_instruction=prefix.system_instruction,
@@ -233,13 +233,13 @@ class Caches:
         prefix: Prefix,
         client: genai.Client,
         name: str,
-        lasting: float,
+        ttl: int,
     ) -> None:
-        """Push the cache's expiry out; one worker at a time, the others go on with it."""
+        """Push the cache's expiry out to `ttl` seconds from now; one worker at a time, the
+        others go on with it."""
         renewing = self.keys.cache_renewing(job, project, prefix.digest)
         if not self.redis.set(renewing, "1", nx=True, ex=60):
             return
-        ttl = round(lasting) + self.ttl
         try:
             client.caches.update(name=name, config=types.UpdateCachedContentConfig(
                 ttl=f"{ttl}s"))  # fmt: skip

@@ -3,9 +3,10 @@
 import json
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import redis
@@ -13,6 +14,22 @@ import redis
 from gemini_tasks import runtime, settings
 from gemini_tasks.ops import local
 from tests.conftest import EMULATOR_PORT, FAKE_KEY, OTHER_PROJECT_KEY, REDIS_PORT, TEST_ENV
+
+T = TypeVar("T")
+
+
+def poll(
+    read: Callable[[], T], condition: Callable[[T], bool], what: str, timeout: float = 60
+) -> T:
+    """Read until `condition` holds of what `read()` gives; fail naming `what` and the last
+    reading if it never does within a deadline far beyond what the condition needs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if condition(value):
+            return value
+        assert time.monotonic() < deadline, f"never saw {what}: {value}"
+        time.sleep(0.05)
 
 
 class EmulatorControl:
@@ -56,15 +73,8 @@ class EmulatorControl:
         return self._post("/_emulator/release", {})["released"]
 
     def wait_until(self, condition, what: str, timeout: float = 60) -> dict:
-        """Poll the statistics until `condition(stats)` holds; fail naming `what` if it never
-        does within a deadline far beyond what the condition needs."""
-        deadline = time.monotonic() + timeout
-        while True:
-            stats = self.stats()
-            if condition(stats):
-                return stats
-            assert time.monotonic() < deadline, f"never saw {what}: {stats}"
-            time.sleep(0.05)
+        """Poll the statistics until `condition(stats)` holds (see `poll`)."""
+        return poll(self.stats, condition, what, timeout)
 
 
 DEFAULTS = {

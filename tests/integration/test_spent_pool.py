@@ -3,7 +3,6 @@ and however long they wait, across a worker restart; a key reset sets them going
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from gemini_tasks.keys import key_id
@@ -11,7 +10,7 @@ from gemini_tasks.ops import local
 from gemini_tasks.pool import operator_pool
 from gemini_tasks.producer import Job, JobStatus, submit
 from tests.conftest import FAKE_KEY, TEST_ENV
-from tests.integration.conftest import prove_keys, runtime_for
+from tests.integration.conftest import poll, prove_keys, runtime_for
 
 QUEUE = "spent"
 THREADS = 4
@@ -23,16 +22,6 @@ ENV = {
     "GEMINI_TASKS_MAX_KEY_WAIT": str(3 * 86400),  # a day's wait is a wait, not a failure
 }
 PROMPTS = 30
-
-
-def _until(job: Job, check: Callable[[JobStatus], bool], what: str) -> JobStatus:
-    deadline = time.monotonic() + 90
-    while True:
-        status = job.status()
-        if check(status):
-            return status
-        assert time.monotonic() < deadline, f"never saw {what}: {status}"
-        time.sleep(0.1)
 
 
 def _resting(job: Job, done: int) -> Callable[[JobStatus], bool]:
@@ -58,7 +47,7 @@ def test_prompts_wait_for_a_spent_pool_in_redis_and_a_reset_sets_them_going(
         # Three requests a day: then Gemini answers 429 naming the per-day quota.
         emulator.configure(limits={"rpd": 3})
         job = submit([{"prompt": f"spent {i}"} for i in range(PROMPTS)], queue=QUEUE, rt=rt)
-        _until(job, _resting(job, 3), "the quota spent and the rest waiting in Redis")
+        poll(job.status, _resting(job, 3), "the quota spent and the rest waiting in Redis", 90)
 
         # Three more days, as it were: each time the quota returns (a reset tells the pool at
         # once), three more prompts go and the rest wait again. The worker is replaced
@@ -71,7 +60,7 @@ def test_prompts_wait_for_a_spent_pool_in_redis_and_a_reset_sets_them_going(
                                             run_dir / f"spent{day}.log", cwd=run_dir)  # fmt: skip
             emulator.configure(limits={"rpd": 3 * day})
             operator_pool(rt).reset(key_id(FAKE_KEY))
-            _until(job, _resting(job, 3 * day), f"day {day}'s three prompts answered")
+            poll(job.status, _resting(job, 3 * day), f"day {day}'s three prompts answered", 90)
         emulator.configure(limits={})
         operator_pool(rt).reset(key_id(FAKE_KEY))
         results = list(job.results(timeout=120))
