@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
+import time
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -32,6 +33,7 @@ import redis
 from kombu import transport as kombu_transport
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
+from kombu.utils.json import dumps
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +97,17 @@ class QoS(kombu_redis.QoS):
         virtual.QoS.ack(self, delivery_tag)  # frees its prefetch slot either way
 
     def append(self, message: Any, delivery_tag: str) -> None:
-        super().append(message, delivery_tag)
-        if _held is not None:
-            with self.channel.conn_or_acquire() as client:  # type: ignore[attr-defined]
-                client.sadd(_held, delivery_tag)
+        # kombu's append, with the message recorded as this worker's in the same
+        # transaction: one round trip a message, not two, and never unacked without a holder.
+        delivery = message.delivery_info
+        raw = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
+        with self.pipe_or_acquire() as pipe:
+            pipe.zadd(self.unacked_index_key, {delivery_tag: time.time()})
+            pipe.hset(self.unacked_key, delivery_tag, raw)
+            if _held is not None:
+                pipe.sadd(_held, delivery_tag)
+            pipe.execute()
+        virtual.QoS.append(self, message, delivery_tag)
 
     def _remove_from_indices(self, delivery_tag: str, pipe: Any = None) -> Any:
         removed = super()._remove_from_indices(delivery_tag, pipe)  # type: ignore[misc]

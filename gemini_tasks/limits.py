@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
@@ -86,7 +87,14 @@ def daily_resets(now: float) -> str:
     Lua has no time zones, so the caller names the instants and Redis' own clock picks the
     first one still ahead: a worker whose clock is off by up to a day still agrees.
     """
-    first = next_daily_reset(now - 2 * 86400)
+    # Every pool script names them: worked out once an hour, not on every call. Midnight in
+    # Los Angeles is always on the hour, so they are the same for a whole hour.
+    return _daily_resets_of_hour(int(now // 3600))
+
+
+@lru_cache(maxsize=4)
+def _daily_resets_of_hour(hour: int) -> str:
+    first = next_daily_reset(hour * 3600 - 2 * 86400)
     resets = [first]
     while len(resets) < 5:
         resets.append(next_daily_reset(resets[-1] + 1))

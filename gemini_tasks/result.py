@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from gemini_tasks.errors import ErrorKind, InvalidPrompt
@@ -88,7 +88,9 @@ class Result:
         return self.metadata, self.response, self.error
 
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
+        # A shallow copy: its values are JSON already (`asdict` copies them all again, which
+        # every result paid for nothing).
+        out = dict(vars(self))
         out["error_kind"] = self.error_kind.value if self.error_kind else None
         return out
 

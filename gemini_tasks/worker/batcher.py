@@ -366,7 +366,7 @@ class Batcher(threading.Thread):
                             job, key.project, exc.code)  # fmt: skip
         request = build_request(record, model, None, parts, cache=cache)
         return types.InlinedRequest(
-            contents=request.contents, config=request.config, metadata={"index": str(index)}
+            contents=[request.content], config=request.config, metadata={"index": str(index)}
         )
 
     def _find(self, batch: BatchRecord, control: Control) -> None:

@@ -324,7 +324,7 @@ class PromptRun:
             if media.tokens.mine:  # media counted only once uploaded
                 self.ctx.counter.count_media(client, model, dict(enumerate(parts)), media.tokens)
             answer = client.models.generate_content(
-                model=request.model, contents=request.contents, config=request.config
+                model=request.model, contents=request.content, config=request.config
             )
         except Exception as exc:  # every failure is classified, and the decision handles it
             self.api_seconds += time.monotonic() - started

@@ -37,7 +37,7 @@ def _request(index: int = 3) -> types.InlinedRequest:
     record = parse_staged({**RECORD, "media": []})
     request = build_request(record, "gemini-2.5-flash")
     audio = types.Part(inline_data=types.Blob(data=MEDIA, mime_type="audio/mp3"))
-    contents = [types.Content(role="user", parts=[*request.contents[0].parts, audio])]
+    contents = [types.Content(role="user", parts=[*request.content.parts, audio])]
     return types.InlinedRequest(contents=contents, config=request.config,
                                 metadata={"index": str(index)})  # fmt: skip
 

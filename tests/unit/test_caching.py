@@ -56,10 +56,10 @@ def test_a_request_naming_a_cache_leaves_out_what_the_cache_holds():
     assert cached.config is not None and cached.config.cached_content == "cachedContents/c"
     assert cached.config.system_instruction is None and cached.config.tools is None
     assert cached.config.temperature == 0.1
-    assert cached.contents[0].parts == [types.Part(text="What happens?")]
+    assert cached.content.parts == [types.Part(text="What happens?")]
     plain = build_request(record, "m", media_parts=[video])
     assert plain.config is not None and plain.config.system_instruction == "Be brief."
-    assert plain.contents[0].parts == [video, types.Part(text="What happens?")]
+    assert plain.content.parts == [video, types.Part(text="What happens?")]
 
 
 def test_gemini_refusing_a_small_cache_says_by_how_much():

@@ -48,7 +48,7 @@ def test_request_uses_record_overrides_and_attempt_timeout():
     )
     request = build_request(record, "gemini-2.5-pro", timeout_seconds=2.5)
     assert request.model == "gemini-2.5-pro"
-    assert request.contents == [types.Content(role="user", parts=[types.Part(text="hi")])]
+    assert request.content == types.Content(role="user", parts=[types.Part(text="hi")])
     assert request.config.temperature == 0.2
     assert request.config.system_instruction == "be brief"
     assert request.config.http_options.timeout == 2500

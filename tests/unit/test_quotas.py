@@ -1,7 +1,7 @@
 from datetime import datetime
 
 from gemini_tasks.emulator.quotas import QuotaBook
-from gemini_tasks.limits import PACIFIC, Limits, LimitTable, next_daily_reset
+from gemini_tasks.limits import PACIFIC, Limits, LimitTable, daily_resets, next_daily_reset
 
 
 def book(default: Limits, **table) -> QuotaBook:
@@ -76,3 +76,15 @@ def test_daily_reset_follows_daylight_saving():
     # 2026-03-08 is 23 hours long in Los Angeles.
     before = datetime(2026, 3, 8, 0, 30, tzinfo=PACIFIC).timestamp()
     assert next_daily_reset(before) - before == 23 * 3600 - 1800
+
+
+def test_the_daily_resets_named_to_the_scripts_are_those_of_the_moment_asked():
+    # Worked out once an hour: every moment of the hour, across a daylight-saving change
+    # and on both sides of midnight, gets what working them out there and then gives.
+    start = datetime(2026, 3, 7, 22, 0, tzinfo=PACIFIC).timestamp()
+    for now in range(int(start), int(start) + 6 * 3600, 599):
+        first = next_daily_reset(now - 2 * 86400)
+        resets = [first]
+        while len(resets) < 5:
+            resets.append(next_daily_reset(resets[-1] + 1))
+        assert daily_resets(now) == ",".join(f"{r:.0f}" for r in resets)
