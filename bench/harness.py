@@ -64,16 +64,20 @@ class Cluster:
 
 @contextmanager
 def cluster(
-    keys: int = 1, emulator_args: Sequence[str] = (), env: dict | None = None
+    keys: int = 1,
+    emulator_args: Sequence[str] = (),
+    env: dict | None = None,
+    redis_url: str | None = None,
 ) -> Iterator[Cluster]:
-    """Redis and the emulator with `keys` fake keys; this process's REDIS_URL points there.
+    """Redis (or the one at `redis_url`) and the emulator with `keys` fake keys; this
+    process's REDIS_URL points there.
 
     The process's runtime is rebuilt on entry, so gemini_tasks talks to this cluster.
     """
     secrets = {f"bench-fake-key-{i}": f"bench-project-{i}" for i in range(keys)}
     with ExitStack() as stack:
         run_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gemini-bench-")))
-        redis_url = stack.enter_context(local.redis_server(run_dir))
+        redis_url = redis_url or stack.enter_context(local.redis_server(run_dir))
         emulator_url = stack.enter_context(
             local.emulator(secrets, emulator_args, log_path=run_dir / "emulator.log")
         )

@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from gemini_tasks.errors import NoApiKeys
 
@@ -32,9 +33,9 @@ class ApiKey:
     # Keys of one Google project share its quota; an undeclared key is a project of its own.
     declared_project: str | None = None
 
-    @property
+    @cached_property
     def id(self) -> str:
-        return key_id(self.secret)
+        return key_id(self.secret)  # hashed once: every lease and call names the key
 
     @property
     def project(self) -> str:

@@ -38,6 +38,10 @@ the same patterns as the methods below, and tests check that both agree.
 
     {p}:jobs                        zset   job id -> when it was created
     {p}:active                      set    jobs with prompts in flight (for the lost-message sweep)
+    {p}:lost                        set    "<job>:<index>" of the prompts the last look for
+                                           lost messages found lost (fed again if the next
+                                           look finds them lost too)
+    {p}:lost-sweep                  string held by the worker looking for lost messages
     {p}:job:<job>                   hash   state, total, created_at, queue, priority, weight,
                                            model, caps (max_concurrency, max_rpm), blocking
     {p}:job:<job>:args              hash   index -> task argument, until the prompt succeeds
@@ -187,6 +191,12 @@ class Keyspace:
 
     def active(self) -> str:
         return f"{self.tag}:active"
+
+    def lost(self) -> str:
+        return f"{self.tag}:lost"
+
+    def lost_sweep(self) -> str:
+        return f"{self.tag}:lost-sweep"
 
     def job(self, job_id: str) -> str:
         return f"{self.tag}:job:{job_id}"

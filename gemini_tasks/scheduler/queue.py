@@ -199,12 +199,13 @@ class JobQueue:
         self.redis.delete(self.keys.submitter(job_id))
 
     def dispatch(
-        self, queue: str, want: int, worker: str, usable: Iterable[str] | None
+        self, queue: str, want: int, worker: str, usable: Iterable[str] | None, least: int = 1
     ) -> list[Fed]:
         """Up to `want` prompts (less those already waiting in the broker) for `worker` to
-        publish; `usable` names the models the worker can serve now (None: any)."""
+        publish, or none if that leaves room for fewer than `least`; `usable` names the
+        models the worker can serve now (None: any)."""
         models = "*" if usable is None else " ".join(usable)
-        flat = self._run("dispatch", self.keys.workers(), queue, want, worker, models)
+        flat = self._run("dispatch", self.keys.workers(), queue, want, worker, models, least)
         return [
             Fed(text(flat[i]), int(flat[i + 1]), text(flat[i + 2]), text(flat[i + 3]),
                 int(flat[i + 4]))
@@ -267,6 +268,19 @@ class JobQueue:
             if old:
                 found[job_id] = [int(text(i)) for i in old]
         return found
+
+    def suspected_lost(self, found: set[str]) -> set[str]:
+        """Record `found` ("<job>:<index>") as the prompts this look for lost messages
+        found lost, and return those the previous look found lost too."""
+        key = self.keys.lost()
+        pipe = self.redis.pipeline()
+        pipe.smembers(key)
+        pipe.delete(key)
+        if found:
+            pipe.sadd(key, *found)
+            pipe.expire(key, self.ttl)
+        before: Any = pipe.execute()[0]
+        return found & {text(m) for m in before}
 
     def task_ids_in_broker(self, queue: str) -> set[str]:
         """Ids of the tasks queued on `queue` or held, unacknowledged, by a worker (the

@@ -89,6 +89,7 @@ class WorkerContext:
     liveness: Liveness
     fence: Fence
     busy: int = 0  # threads running a prompt now
+    taken: int = 0  # prompts started since the feeder last fed the broker
     wake: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _controls: dict[str, tuple[float, Control]] = field(default_factory=dict)
@@ -124,6 +125,7 @@ class WorkerContext:
     def started(self) -> None:
         with self._lock:
             self.busy += 1
+            self.taken += 1
 
     def ended(self) -> None:
         with self._lock:

@@ -5,7 +5,9 @@ held, within seconds and whatever the broker's visibility timeout.
 It also finds messages the broker lost. Redis has no server-side acknowledgement: a
 message popped in the instant Redis or a worker dies can vanish before kombu records it as
 unacknowledged. A prompt fed long ago, with no result, that is neither queued nor held by
-any worker, is fed again (one worker looks at a time, every `GEMINI_TASKS_LOST_AFTER` seconds).
+any worker, is fed again (one worker looks at a time, every `GEMINI_TASKS_LOST_AFTER` seconds)
+if the look before found it so too: a message a worker has just popped is, for the moment
+until kombu records it, neither queued nor held, and feeding it again would send it twice.
 """
 
 from __future__ import annotations
@@ -90,29 +92,31 @@ class Heartbeat(threading.Thread):
         """Feed again the prompts whose message the broker lost; returns how many."""
         ctx = self.ctx
         after = ctx.runtime.settings.lost_after
-        lock = f"{ctx.runtime.keys.tag}:lost-sweep"
+        lock = ctx.runtime.keys.lost_sweep()
         if not ctx.runtime.broker.set(lock, ctx.worker_id, nx=True, ex=max(1, int(after))):
             return 0
-        requeued = 0
         stale = ctx.queue.stale(after)
         in_broker: dict[str, set[str]] = {}
+        found: set[str] = set()
         for job_id, indexes in stale.items():
             info = ctx.queue.info(job_id)
             if info is None:
                 continue
             if info.queue not in in_broker:
                 in_broker[info.queue] = ctx.queue.task_ids_in_broker(info.queue)
-            lost = []
             for index in indexes:
                 if ctx.outcomes.has(job_id, index):
                     ctx.queue.done(job_id, index, False)
                 elif f"{job_id}-{index}" not in in_broker[info.queue]:
-                    lost.append(index)
-            if lost:
-                ctx.queue.requeue(job_id, lost)
-                requeued += len(lost)
-                log.warning("job %s: fed again %d prompt(s) the broker lost", job_id, len(lost))
-        return requeued
+                    found.add(f"{job_id}:{index}")
+        lost: dict[str, list[int]] = {}
+        for entry in ctx.queue.suspected_lost(found):
+            job_id, _, position = entry.rpartition(":")
+            lost.setdefault(job_id, []).append(int(position))
+        for job_id, indexes in lost.items():
+            ctx.queue.requeue(job_id, sorted(indexes))
+            log.warning("job %s: fed again %d prompt(s) the broker lost", job_id, len(indexes))
+        return sum(map(len, lost.values()))
 
     def stop(self) -> None:
         self.stopping.set()

@@ -5,17 +5,18 @@
 -- model none of this worker's keys can serve now, are passed over, and so are Batch Mode
 -- jobs, whose prompts go to Gemini in batches (form.lua), not as messages.
 -- KEYS     {p}:workers, naming the hash slot every key below is in
--- ARGV     tag, queue, want, worker, usable models ("*": all; else space-separated)
+-- ARGV     tag, queue, want, worker, usable models ("*": all; else space-separated), least
 -- Returns  {job, index, task argument, carry, ticket, ...} for up to `want` minus the
---          messages already queued; each is recorded in the job's inflight set and in the
+--          messages already queued, or nothing when that leaves room for fewer than
+--          `least` (so a worker feeds in batches, not a round trip a prompt); each is recorded in the job's inflight set and in the
 --          worker's transit hash until the worker has published it. The ticket numbers the
 --          prompts in the order chosen, cluster-wide: the key pool serves waiting prompts in
 --          that order (pool/lua/acquire.lua), so the choice made here holds when keys are few.
 local queue, want, worker, usable = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
-local now = redis_now()
 local room = want - redis.call('LLEN', queue)
 local out = {}
-if room <= 0 then return out end
+if room <= 0 or room < (tonumber(ARGV[6]) or 1) then return out end
+local now = redis_now()
 
 local function serves(model)
   if usable == '*' or not model then return true end
