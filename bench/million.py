@@ -33,11 +33,14 @@ ROLES = ("broker", "results", "pool")
 
 
 def counters(client: redis.Redis) -> dict[str, float]:
-    """Commands served (inside scripts too), CPU seconds and memory of one Redis."""
-    commands = sum(int(v["calls"]) for v in client.info("commandstats").values())
+    """Commands served (inside scripts too), seconds spent in them, CPU seconds in all
+    (commands, reading and writing the connections) and memory of one Redis."""
+    stats = client.info("commandstats").values()
     cpu = client.info("cpu")
     return {
-        "commands": commands,
+        "commands": sum(int(v["calls"]) for v in stats),
+        # A script's commands count both on their own and in the script's time.
+        "executing": sum(float(v["usec"]) for v in stats) / 1e6,
         "cpu": float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"]),
         "memory": float(client.info("memory")["used_memory"]),
     }
@@ -51,13 +54,14 @@ def command(running: Cluster, name: str, *args: str) -> subprocess.Popen[bytes]:
                             stderr=log)  # fmt: skip
 
 
-def waited(process: subprocess.Popen[bytes]) -> tuple[float, float]:
-    """Wait for `process`: when it ended (perf_counter), and its peak memory in MiB."""
+def waited(process: subprocess.Popen[bytes]) -> tuple[float, float, float]:
+    """Wait for `process`: when it ended (perf_counter), its peak memory in MiB and the CPU
+    seconds it used."""
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode:
         raise SystemExit(f"{process.args!r} exited with {process.returncode}")
-    return time.perf_counter(), usage.ru_maxrss / 1024
+    return time.perf_counter(), usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 class Watch(threading.Thread):
@@ -92,6 +96,8 @@ def main() -> None:
     n = args.prompts
     with ExitStack() as stack:
         base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gemini-million-")))
+        for role in ROLES:
+            (base / role).mkdir()
         urls = {role: stack.enter_context(local.redis_server(base / role)) for role in ROLES}
         env = {"GEMINI_TASKS_BROKER_URL": urls["broker"],
                "GEMINI_TASKS_RESULT_BACKEND": urls["results"]}  # fmt: skip
@@ -116,8 +122,8 @@ def main() -> None:
         collector = command(running, "collect", "collect", job_id, "-o", str(results))
         watch = Watch(job_id, args.status_every, servers, pids)
         watch.start()
-        submitted, submit_mib = waited(producer)
-        collected, collect_mib = waited(collector)
+        submitted, submit_mib, submit_cpu = waited(producer)
+        collected, collect_mib, collect_cpu = waited(collector)
         watch.done.set()
         watch.join()
         after = {role: counters(client) for role, client in servers.items()}
@@ -130,28 +136,35 @@ def main() -> None:
     print(f"{n} prompts, 2 workers x {args.threads} threads, zero latency, 3 Redis servers")
     print(f"results written: {lines} lines ({results_mib:.0f} MiB), {failed} failed")
     print(
-        f"submit: {n / (submitted - start):.0f} prompts/s while workers ran; "
-        f"producer peak {submit_mib:.1f} MiB"
+        f"submit: {n / (submitted - start):.0f} prompts/s while workers ran; producer peak "
+        f"{submit_mib:.1f} MiB, {submit_cpu * 1e6 / n:.0f} µs CPU a prompt"
     )
     print(
-        f"end to end: {elapsed:.0f} s, {n / elapsed:.1f} prompts/s; collector peak "
-        f"{collect_mib:.1f} MiB, last result {collected - submitted:.0f} s after submit"
+        f"end to end: {elapsed:.0f} s, {n / elapsed:.1f} prompts/s; last result "
+        f"{collected - submitted:.0f} s after submit"
+    )
+    print(
+        f"collect: peak {collect_mib:.1f} MiB, {collect_cpu * 1e6 / n:.0f} µs CPU a prompt "
+        "(reading the stream and the results, writing the file)"
     )
     print(f"workers: {rest:.0f} MiB at rest, {watch.peak['workers']:.0f} MiB at most")
     ms = sorted(watch.status_ms) or [0.0]
     print(f"status: median {ms[len(ms) // 2]:.1f} ms, max {ms[-1]:.1f} ms ({len(ms)} looks)")
-    print("CPU seconds: " + ", ".join(f"{k} {cpu_after[k] - cpu_before[k]:.0f}" for k in cpu_after))
-    total = dict.fromkeys(("commands", "cpu", "memory"), 0.0)
+    used = {k: cpu_after[k] - cpu_before[k] for k in ("redis", "emulator", "workers")}
+    print("CPU a prompt: " + ", ".join(f"{k} {v * 1e6 / n:.0f} µs" for k, v in used.items()))
+    total = dict.fromkeys(("commands", "executing", "cpu", "memory"), 0.0)
     for role in ROLES:
         per = {k: (after[role][k] - before[role][k]) / n for k in total}
         total = {k: total[k] + per[k] for k in total}
         print(
-            f"redis {role:8} {per['commands']:6.1f} commands, {per['cpu'] * 1e6:5.0f} µs CPU, "
-            f"{per['memory']:5.0f} bytes kept a prompt; peak {watch.peak[role] / 2**20:7.1f} MiB"
+            f"redis {role:8} {per['commands']:5.1f} commands, {per['cpu'] * 1e6:4.0f} µs CPU "
+            f"({per['executing'] * 1e6:3.0f} in commands), {per['memory']:5.0f} bytes kept "
+            f"a prompt; peak {watch.peak[role] / 2**20:7.1f} MiB"
         )
     print(
         f"all three: {total['commands']:.1f} commands, {total['cpu'] * 1e6:.0f} µs of Redis CPU "
-        f"and {total['memory']:.0f} bytes kept a prompt"
+        f"({total['executing'] * 1e6:.0f} in commands) and {total['memory']:.0f} bytes kept "
+        "a prompt"
     )
     print(
         f"one Redis core's ceiling: {1 / total['cpu']:,.0f} prompts/s; "
