@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import threading
 import time
-import uuid
 from collections.abc import Callable
 
 from harness import Cluster, cluster, rss_mib, wait_for_results
@@ -41,12 +40,10 @@ def main() -> None:
     workers = 2
     with cluster(emulator_args=["--latency", str(args.latency)]) as running:
         running.start_workers(workers, args.threads, include="bare_task")
-        from bare_task import bare_generate
+        from bare_task import send_bare
 
-        from gemini_tasks import runtime
         from gemini_tasks.producer import submit
 
-        app = runtime.current().app
         client = running.redis()
         failed = 0
 
@@ -57,12 +54,7 @@ def main() -> None:
             failed += sum(not r.ok for r in results)
 
         def bare() -> None:
-            ids = [uuid.uuid4().hex for _ in range(args.prompts)]
-            with app.producer_or_acquire() as producer:
-                for i, task_id in enumerate(ids):
-                    bare_generate.apply_async(args=(f"slow {i}",), task_id=task_id,
-                                              producer=producer)  # fmt: skip
-            wait_for_results(client, ids)
+            wait_for_results(client, send_bare([f"slow {i}" for i in range(args.prompts)]))
 
         list(submit([{"prompt": "warm up"}] * 20).results(timeout=120))
         pids = [p.pid for p in running.workers]

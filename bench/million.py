@@ -4,9 +4,10 @@ file and `gemini-tasks collect` of its job into a results file, with workers run
 The broker, the result backend and the key pool each have a redis-server of their own (a
 deployment past one Redis; docs/architecture.md), so what each part of the key layout costs
 is read from its own server: commands, CPU and memory per prompt. Their sum is what one
-Redis holding all three does, and from it the ceiling of one Redis is projected: the prompts
-a second one Redis core serves, and the results it holds per GiB. `status` is timed every
-`--status-every` seconds during the run (the Python API the CLI calls).
+Redis holding all three does, and from it the ceiling of one Redis is projected: how
+many prompts a second one Redis core can serve, and how many results it holds per GiB.
+`status` is timed every `--status-every` seconds during the run (the Python API the CLI
+calls).
 
     python bench/million.py --prompts 1000000
 """

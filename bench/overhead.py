@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import time
-import uuid
 from collections.abc import Callable
 
 from harness import cluster, cpu_seconds, wait_for_results
@@ -40,12 +39,10 @@ def main() -> None:
     args = parser.parse_args()
     with cluster() as running:
         running.start_workers(2, args.concurrency, include="bare_task")
-        from bare_task import bare_generate
+        from bare_task import send_bare
 
-        from gemini_tasks import runtime
         from gemini_tasks.producer import submit
 
-        app = runtime.current().app
         client = running.redis()
 
         def ours(prompts: int = args.prompts) -> None:
@@ -53,14 +50,7 @@ def main() -> None:
             assert sum(r.ok for r in job.results(timeout=600)) == prompts
 
         def bare(prompts: int = args.prompts) -> None:
-            group_id = uuid.uuid4().hex
-            ids = [f"{group_id}-{i}" for i in range(prompts)]
-            with app.producer_or_acquire() as producer:
-                for i, task_id in enumerate(ids):
-                    bare_generate.apply_async(
-                        args=(f"overhead {i}",), task_id=task_id, producer=producer
-                    )
-            wait_for_results(client, ids)
+            wait_for_results(client, send_bare([f"overhead {i}" for i in range(prompts)]))
 
         ours(200), bare(200)  # warm up: imports, connections, clients
         runs: dict[str, list[tuple[float, dict[str, float]]]] = {"bare": [], "ours": []}

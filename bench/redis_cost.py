@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import time
-import uuid
 from collections.abc import Callable
 
 import redis
@@ -48,11 +47,7 @@ def main() -> None:
         running.start_workers(2, 50, include="bare_task")
         list(submit([{"prompt": "warm up"}] * 20).results(timeout=120))
         client = running.redis()
-        from bare_task import bare_generate
-
-        from gemini_tasks import runtime
-
-        app = runtime.current().app
+        from bare_task import send_bare
 
         def ours() -> None:
             job = submit({"prompt": f"cost {i}"} for i in range(args.prompts))
@@ -60,12 +55,7 @@ def main() -> None:
             assert all(r.ok for r in results)
 
         def bare() -> None:
-            ids = [uuid.uuid4().hex for _ in range(args.prompts)]
-            with app.producer_or_acquire() as producer:
-                for i, task_id in enumerate(ids):
-                    bare_generate.apply_async(args=(f"bare {i}",), task_id=task_id,
-                                              producer=producer)  # fmt: skip
-            wait_for_results(client, ids)
+            wait_for_results(client, send_bare([f"bare {i}" for i in range(args.prompts)]))
 
         time.sleep(1)
         mine, mine_cpu = _cost(client, ours, args.prompts)

@@ -34,7 +34,8 @@ the same patterns as the methods below, and tests check that both agree.
     {p}:line:<set>:<model>          zset   ticket -> ticket of each prompt waiting in a thread
                                            for a key (served lowest ticket first)
     {p}:line:<set>:<model>:due      zset   ticket -> when that waiter is to ask again
-  The scheduler, in the broker's Redis (gemini_tasks/scheduler/lua/prelude.lua names these):
+  The scheduler, in the broker's Redis (gemini_tasks/scheduler/lua/prelude.lua names these,
+  but for {p}:lost and {p}:lost-sweep, which only the heartbeat uses):
 
     {p}:jobs                        zset   job id -> when it was created
     {p}:active                      set    jobs with prompts in flight (for the lost-message sweep)

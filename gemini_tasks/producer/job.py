@@ -142,7 +142,7 @@ class Job:
             info=info,
             counts=counts,
             waiting=self.scheduler.waiting(self.id),
-            in_flight=len(self.scheduler.inflight(self.id)),
+            in_flight=self.scheduler.in_flight(self.id),
             batched=self.batches.batched(self.id),
             first_done=first,
             last_done=last,

@@ -19,12 +19,14 @@ from gemini_tasks.scheduler.liveness import Liveness
 from gemini_tasks.scheduler.outcomes import Counts, JobMetrics, Outcomes
 from gemini_tasks.scheduler.queue import (
     Control,
+    Dispatched,
     Fed,
     JobInfo,
     JobQueue,
     JobState,
     Mode,
     Priority,
+    Suspect,
 )
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "Claimed",
     "Control",
     "Counts",
+    "Dispatched",
     "Fed",
     "JobInfo",
     "JobMetrics",
@@ -44,5 +47,6 @@ __all__ = [
     "Mode",
     "Outcomes",
     "Priority",
+    "Suspect",
     "request_digest",
 ]

@@ -117,6 +117,32 @@ class Fed:
     ticket: int | None = None  # its place in line for keys (see lua/dispatch.lua)
 
 
+@dataclass(frozen=True)
+class Suspect:
+    """A prompt whose message a look found neither queued nor held: lost, or just popped."""
+
+    job: str
+    index: int
+    fed_at: float
+
+    @property
+    def entry(self) -> str:
+        return f"{self.job}:{self.index}:{self.fed_at!r}"
+
+
+@dataclass(frozen=True)
+class Dispatched:
+    """What one dispatch fed, and the room it found for it."""
+
+    fed: list[Fed]
+    room: int
+
+    def starved(self, least: int) -> bool:
+        """Whether the scheduler had less to feed than there was room for: its jobs are
+        capped, waiting or done, so a thread that frees up may find nothing in the broker."""
+        return self.room >= least and len(self.fed) < self.room
+
+
 class JobQueue:
     """The scheduler's queue side, on the broker's Redis."""
 
@@ -199,18 +225,26 @@ class JobQueue:
         self.redis.delete(self.keys.submitter(job_id))
 
     def dispatch(
-        self, queue: str, want: int, worker: str, usable: Iterable[str] | None, least: int = 1
-    ) -> list[Fed]:
-        """Up to `want` prompts (less those already waiting in the broker) for `worker` to
-        publish, or none if that leaves room for fewer than `least`; `usable` names the
-        models the worker can serve now (None: any)."""
+        self,
+        queue: str,
+        free: int,
+        ahead: int,
+        worker: str,
+        usable: Iterable[str] | None,
+        least: int = 1,
+    ) -> Dispatched:
+        """Prompts for `worker` to publish: up to its `free` threads plus `ahead`, less the
+        messages already queued (see lua/dispatch.lua), or none when that leaves room for
+        fewer than `least`; `usable` names the models the worker can serve now (None: any)."""
         models = "*" if usable is None else " ".join(usable)
-        flat = self._run("dispatch", self.keys.workers(), queue, want, worker, models, least)
-        return [
+        flat = self._run("dispatch", self.keys.workers(), queue, free, ahead, worker, models,
+                         least)  # fmt: skip
+        fed = [
             Fed(text(flat[i]), int(flat[i + 1]), text(flat[i + 2]), text(flat[i + 3]),
                 int(flat[i + 4]))
-            for i in range(0, len(flat), 5)
+            for i in range(1, len(flat), 5)
         ]  # fmt: skip
+        return Dispatched(fed, int(flat[0]))
 
     def published(self, worker: str, fed: Sequence[Fed]) -> None:
         if fed:
@@ -248,14 +282,14 @@ class JobQueue:
         raw = self.redis.hget(self.keys.job_args(job_id), str(index))
         return None if raw is None else text(raw)
 
-    def inflight(self, job_id: str) -> dict[int, float]:
-        pairs: list[Any] = self.redis.zrange(self.keys.job_inflight(job_id), 0, -1, withscores=True)
-        return {int(text(i)): float(t) for i, t in pairs}
+    def in_flight(self, job_id: str) -> int:
+        """How many of the job's prompts are fed and not yet finished."""
+        return int(self.redis.zcard(self.keys.job_inflight(job_id)))
 
-    def stale(self, older_than: float) -> dict[str, list[int]]:
-        """Per job, the prompts fed more than `older_than` seconds ago and not yet finished;
-        jobs with nothing in flight leave the active set."""
-        found: dict[str, list[int]] = {}
+    def stale(self, older_than: float) -> dict[str, dict[int, float]]:
+        """Per job, the prompts fed more than `older_than` seconds ago and not yet finished,
+        with when each was fed; jobs with nothing in flight leave the active set."""
+        found: dict[str, dict[int, float]] = {}
         before = time.time() - older_than
         for raw in self.redis.smembers(self.keys.active()):
             job_id = text(raw)
@@ -263,24 +297,30 @@ class JobQueue:
                 self.redis.srem(self.keys.active(), job_id)
                 continue
             old: list[Any] = self.redis.zrangebyscore(
-                self.keys.job_inflight(job_id), "-inf", before
+                self.keys.job_inflight(job_id), "-inf", before, withscores=True
             )
             if old:
-                found[job_id] = [int(text(i)) for i in old]
+                found[job_id] = {int(text(i)): float(fed_at) for i, fed_at in old}
         return found
 
-    def suspected_lost(self, found: set[str]) -> set[str]:
-        """Record `found` ("<job>:<index>") as the prompts this look for lost messages
-        found lost, and return those the previous look found lost too."""
+    def suspected_lost(self, found: set[Suspect], apart: float) -> set[Suspect]:
+        """Record `found` as what this look for lost messages found lost, and return those
+        the previous look, at least `apart` seconds before, found lost too, fed at the same
+        moment (not fed again since)."""
         key = self.keys.lost()
+        now = time.time()
+        raw: dict[Any, Any] = self.redis.hgetall(key)
+        before = {text(k): text(v) for k, v in raw.items()}
+        looked = float(before.pop("at", 0.0))
+        confirmed = {f for f in found if f.entry in before} if now - looked >= apart else set()
+        mapping: dict[Any, Any] = {"at": repr(now)}
+        mapping.update({f.entry: "1" for f in found - confirmed})
         pipe = self.redis.pipeline()
-        pipe.smembers(key)
         pipe.delete(key)
-        if found:
-            pipe.sadd(key, *found)
-            pipe.expire(key, self.ttl)
-        before: Any = pipe.execute()[0]
-        return found & {text(m) for m in before}
+        pipe.hset(key, mapping=mapping)
+        pipe.expire(key, self.ttl)
+        pipe.execute()
+        return confirmed
 
     def task_ids_in_broker(self, queue: str) -> set[str]:
         """Ids of the tasks queued on `queue` or held, unacknowledged, by a worker (the

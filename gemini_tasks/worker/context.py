@@ -127,6 +127,11 @@ class WorkerContext:
             self.busy += 1
             self.taken += 1
 
+    def took(self) -> None:
+        """The feeder is about to top the broker up: count what the threads take anew."""
+        with self._lock:
+            self.taken = 0
+
     def ended(self) -> None:
         with self._lock:
             self.busy -= 1

@@ -18,6 +18,7 @@ import threading
 import time
 
 from gemini_tasks.broker import settle_acks
+from gemini_tasks.scheduler import Suspect
 from gemini_tasks.worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,10 @@ class Heartbeat(threading.Thread):
             )  # fmt: skip
         if time.monotonic() - self.lost_looked > ctx.runtime.settings.lost_after:
             self.lost_looked = time.monotonic()
-            self.recover_lost()
+            try:
+                self.recover_lost()
+            except Exception:  # Redis away, say: the next look tries again
+                log.warning("looking for lost messages failed", exc_info=True)
 
     def recover_lost(self) -> int:
         """Feed again the prompts whose message the broker lost; returns how many."""
@@ -97,22 +101,21 @@ class Heartbeat(threading.Thread):
             return 0
         stale = ctx.queue.stale(after)
         in_broker: dict[str, set[str]] = {}
-        found: set[str] = set()
-        for job_id, indexes in stale.items():
+        found: set[Suspect] = set()
+        for job_id, fed in stale.items():
             info = ctx.queue.info(job_id)
             if info is None:
                 continue
             if info.queue not in in_broker:
                 in_broker[info.queue] = ctx.queue.task_ids_in_broker(info.queue)
-            for index in indexes:
+            for index, fed_at in fed.items():
                 if ctx.outcomes.has(job_id, index):
                     ctx.queue.done(job_id, index, False)
                 elif f"{job_id}-{index}" not in in_broker[info.queue]:
-                    found.add(f"{job_id}:{index}")
+                    found.add(Suspect(job_id, index, fed_at))
         lost: dict[str, list[int]] = {}
-        for entry in ctx.queue.suspected_lost(found):
-            job_id, _, position = entry.rpartition(":")
-            lost.setdefault(job_id, []).append(int(position))
+        for suspect in ctx.queue.suspected_lost(found, after / 2):
+            lost.setdefault(suspect.job, []).append(suspect.index)
         for job_id, indexes in lost.items():
             ctx.queue.requeue(job_id, sorted(indexes))
             log.warning("job %s: fed again %d prompt(s) the broker lost", job_id, len(indexes))

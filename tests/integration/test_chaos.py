@@ -172,7 +172,7 @@ def test_a_task_message_the_broker_lost_is_fed_again(chaos_workers, emulator):
     # A feeder takes all five and publishes them, and the broker loses every message: the
     # prompts are in flight, with no result, and no worker will ever see them.
     scheduler = JobQueue(rt.broker, rt.keys, 3600)
-    fed = scheduler.dispatch(LOST_QUEUE, 5, "a-feeder", None)
+    fed = scheduler.dispatch(LOST_QUEUE, 5, 0, "a-feeder", None).fed
     assert [f.index for f in fed] == [0, 1, 2, 3, 4]
     scheduler.published("a-feeder", fed)
     worker = chaos_workers.start(LOST_QUEUE)

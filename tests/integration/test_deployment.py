@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from redis.crc import key_slot
 
 from gemini_tasks.ops import local
 from gemini_tasks.producer import JobOptions, Mode, submit
@@ -64,3 +65,14 @@ def test_three_redis_servers_each_hold_their_own_part_of_a_job(split, emulator):
     shown = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True,
                            timeout=60)  # fmt: skip
     assert shown.returncode == 0 and "40 of 40 done" in shown.stdout, shown.stderr
+
+
+def test_every_key_of_the_project_is_in_one_hash_slot(split, emulator):
+    # So each part's scripts, which touch many keys at once, run on a Redis Cluster node.
+    rt, _ = split
+    job = submit([{"prompt": f"slot {i}"} for i in range(10)], queue=QUEUE, rt=rt)
+    assert all(r.ok for r in job.results(timeout=120))
+    ours = [name for client in (rt.redis, rt.broker, rt.results)
+            for name in client.scan_iter(match=f"{rt.keys.tag}*", count=1000)]  # fmt: skip
+    assert len(ours) > 20  # the pool's, the scheduler's and the results' keys
+    assert {key_slot(name) for name in ours} == {key_slot(rt.keys.tag.encode())}
