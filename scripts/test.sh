@@ -38,4 +38,4 @@ python3 -m venv "$work/venv"
 cp -r tests producer pyproject.toml README.md "$work/suite/"
 cd "$work/suite"
 export SOURCE_CHECKOUT="$ROOT" PATH="$work/venv/bin:$PATH"
-exec "$work/venv/bin/python" -m pytest tests/integration -p no:cacheprovider
+exec "$work/venv/bin/python" -m pytest tests/integration -p no:cacheprovider --durations=10
