@@ -30,8 +30,14 @@ def flower(worker_processes, run_dir):
         process = subprocess.Popen(command, env=os.environ, stdout=log, stderr=subprocess.STDOUT)
     try:
         local.wait_for_port(port, 30, process)
-        time.sleep(2)  # Flower subscribes to the workers' events after it listens
-        yield f"http://127.0.0.1:{port}"
+        url = f"http://127.0.0.1:{port}"
+        # Flower subscribes to the workers' events after it listens: it has once their
+        # heartbeats show on its workers page (which only events fill).
+        deadline = time.monotonic() + 60
+        while not _events_seen(url):
+            assert process.poll() is None and time.monotonic() < deadline, "Flower saw no events"
+            time.sleep(0.5)
+        yield url
     finally:
         process.terminate()
         process.wait(20)
@@ -46,6 +52,11 @@ def get(url: str, auth: str | None = AUTH) -> tuple[int, bytes]:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
+
+
+def _events_seen(flower: str) -> bool:
+    status, body = get(f"{flower}/workers?json=1")
+    return status == 200 and bool(json.loads(body)["data"])
 
 
 def test_flower_shows_the_batch_without_secrets_or_media(flower, cluster):
@@ -174,10 +185,10 @@ def test_flower_counts_each_prompt_once_however_long_it_waits_and_failures_fail(
 
 def test_flowers_broker_page_and_queue_lengths_work_with_the_broker(flower, waiting_worker):
     # Flower learns a worker's queues by asking the workers; one started after it is asked
-    # on a refresh.
-    assert get(f"{flower}/api/workers?refresh=1")[0] == 200
-    deadline = time.monotonic() + 30
+    # on a refresh (each waits a second for replies: a late one comes in at the next).
+    deadline = time.monotonic() + 60
     while True:
+        assert get(f"{flower}/api/workers?refresh=1")[0] == 200
         status, body = get(f"{flower}/api/queues/length")
         assert status == 200, body
         lengths = {q["name"]: q["messages"] for q in json.loads(body)["active_queues"]}

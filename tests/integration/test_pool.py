@@ -142,7 +142,9 @@ def test_tokens_per_minute_with_correction_at_release(make_pool):
     first = pool.acquire(MODEL, tokens=60)
     assert isinstance(first, Lease)
     refused = pool.acquire(MODEL, tokens=60)
-    assert isinstance(refused, NoKeyYet) and WINDOW < refused.seconds <= WINDOW + 1
+    # Tokens are counted by the second: the window frees the first one's in up to a second
+    # more or less than WINDOW, as the two calls fall in one second or straddle two.
+    assert isinstance(refused, NoKeyYet) and WINDOW - 1 < refused.seconds <= WINDOW + 1
     pool.release(first, None, tokens_used=5)  # Gemini counted far fewer than estimated
     assert isinstance(pool.acquire(MODEL, tokens=60), Lease)
     assert states(pool)[A.id]["project_tokens_last_minute"] == 65

@@ -63,9 +63,9 @@ def test_cancel_sends_nothing_more_and_ends_every_unsent_prompt(cluster):
         "calls held and prompts waiting for capacity",
     )
 
-    cancelled_at = time.time()
     done = _cli("cancel", job.id)
     assert done.returncode == 0, done.stderr
+    cancelled_at = time.time()
     _wait(lambda: _settled(job, cluster), "every unsent prompt ended")
     held = cluster.stats()["held"]
     cluster.release()
@@ -106,9 +106,10 @@ def test_pause_holds_the_job_and_resume_sends_each_prompt_once(cluster):
     cluster.configure(rules=[])
     cluster.release()
     _wait(lambda: job.status().counts.done == held, "the held calls recorded")
+    _wait(lambda: job.status().in_flight == 0, "the prompts fetched ahead parked")
     time.sleep(2)  # long enough for any feeder to have fed a paused job's prompt (a bug)
     status = job.status()
-    assert status.state == "paused" and status.in_flight == 0  # those fetched ahead parked
+    assert status.state == "paused" and status.in_flight == 0
     assert status.counts.done == held and status.waiting == 300 - held
     assert cluster.stats()["total"] == held
 
