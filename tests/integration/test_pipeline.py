@@ -15,6 +15,7 @@ from gemini_tasks.errors import JobNotFound
 from gemini_tasks.ops import local
 from gemini_tasks.producer import Job, submit
 from tests.conftest import TEST_ENV
+from tests.integration.conftest import prove_keys
 
 pytestmark = pytest.mark.integration
 
@@ -129,10 +130,12 @@ def test_invalid_request_is_not_retried(cluster):
 
 @pytest.fixture(scope="module")
 def impatient_worker(redis_url, emulator_process, tmp_path_factory):
-    """A worker whose calls time out after a second, for calls that hang."""
+    """A worker whose calls time out after a second, for calls that hang; its key proven,
+    so that its calls go at once, whichever tests ran before."""
     env = {**TEST_ENV, "GEMINI_TASKS_QUEUE": "impatient", "GEMINI_TASKS_REQUEST_TIMEOUT": "1"}
     log_dir = tmp_path_factory.mktemp("impatient")
     with local.workers(1, env, concurrency=40, log_dir=log_dir, cwd=log_dir):
+        prove_keys("impatient")
         yield "impatient"
 
 
@@ -145,8 +148,9 @@ def test_hanging_calls_time_out_and_are_retried(impatient_worker, emulator):
 
 
 def test_a_hanging_gemini_times_out_and_workers_go_on(impatient_worker, emulator):
-    # Every call hangs until the test has seen sixty of them time out: an outage.
-    emulator.configure(rules=[{"answer": "hang", "seconds": 30}])
+    # Every call hangs, long past the worker's 1 s timeout, until the test has seen twenty
+    # of them (the emulator counts a call as it gives up on it): an outage.
+    emulator.configure(rules=[{"answer": "hang", "seconds": 3}])
     job = submit(_records(30, "hang"), queue=impatient_worker)
     # Twenty timeouts in a row open the model's circuit: the calls stop until a probe finds
     # Gemini back, which it does once the test ends the outage.
