@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from gemini_tasks import runtime, settings
+from gemini_tasks.limits import next_daily_reset
 from gemini_tasks.ops import local
 from tests.conftest import EMULATOR_PORT, FAKE_KEY, OTHER_PROJECT_KEY, REDIS_PORT, TEST_ENV
 
@@ -183,3 +184,18 @@ def cluster(worker_processes, emulator: EmulatorControl) -> EmulatorControl:
     for process in worker_processes:
         assert process.poll() is None, "a worker process died"
     return emulator
+
+
+# Longer than any test that spends a daily quota takes, on a busy machine.
+DAY_MARGIN = 300.0
+
+
+@pytest.fixture
+def quota_day() -> None:
+    """Daily quotas end at midnight Pacific time, Gemini's, the emulator's and the pool's
+    alike: a test that spends one starts only when its day has DAY_MARGIN seconds left,
+    waiting for the next day if need be, so that no reset lands mid-test."""
+    now = time.time()
+    left = next_daily_reset(now) - now
+    if left < DAY_MARGIN:
+        time.sleep(left + 2)

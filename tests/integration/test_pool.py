@@ -150,7 +150,7 @@ def test_tokens_per_minute_with_correction_at_release(make_pool):
     assert states(pool)[A.id]["project_tokens_last_minute"] == 65
 
 
-def test_requests_per_day_wait_for_the_pacific_midnight(make_pool, client):
+def test_requests_per_day_wait_for_the_pacific_midnight(make_pool, client, quota_day):
     pool = make_pool([A], Limits(rpd=1))
     assert isinstance(pool.acquire(MODEL), Lease)
     wait = pool.acquire(MODEL)
@@ -187,7 +187,7 @@ def test_a_per_minute_limit_the_pool_paces_by_waits_only_as_long_as_gemini_says(
     assert status["limits"]["rpm"] == 10  # learned: pacing keeps it under from now on
 
 
-def test_daily_quota_exhausts_fully_until_the_reset(make_pool, client):
+def test_daily_quota_exhausts_fully_until_the_reset(make_pool, client, quota_day):
     pool = make_pool([A])
     quota = QuotaExceeded("429", retry_delay=10, violations=(day(),))
     pool.release(pool.acquire(MODEL), quota)

@@ -120,7 +120,7 @@ def pool_workers(redis_url, emulator_process, tmp_path_factory):
         yield Workers(run_dir, runtime_for(env))
 
 
-def test_two_workers_avoid_invalid_and_exhausted_keys(pool_workers, emulator):
+def test_two_workers_avoid_invalid_and_exhausted_keys(pool_workers, emulator, quota_day):
     from gemini_tasks.producer import submit
 
     rt = pool_workers.rt

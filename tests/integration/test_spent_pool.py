@@ -37,7 +37,7 @@ def _resting(job: Job, done: int) -> Callable[[JobStatus], bool]:
 
 
 def test_prompts_wait_for_a_spent_pool_in_redis_and_a_reset_sets_them_going(
-    redis_url, emulator, run_dir
+    redis_url, emulator, run_dir, quota_day
 ):
     rt = runtime_for(ENV)
     worker = local.start_worker(ENV, "spent0", THREADS, run_dir / "spent0.log", cwd=run_dir)
