@@ -160,12 +160,19 @@ def _report(error: GeminiCallError | None) -> list[str | float]:
 
 
 class KeyPool:
-    """A worker's (or an operator's) handle on the shared pool; `keys` may be empty."""
+    """A worker's (or an operator's) handle on the shared pool; `keys` may be empty. A
+    worker's pool names it its `holder`, so that when it dies its leases are given back at
+    once (`forfeit`)."""
 
     def __init__(
-        self, client: redis.Redis, keys: list[ApiKey], config: PoolConfig, keyspace: Keyspace
+        self,
+        client: redis.Redis,
+        keys: list[ApiKey],
+        config: PoolConfig,
+        keyspace: Keyspace,
+        holder: str = "",
     ):
-        self.redis = client
+        self.redis, self.holder = client, holder
         self.keys = {key.id: key for key in keys}
         self.config = config
         self.keyspace = keyspace
@@ -200,7 +207,7 @@ class KeyPool:
         """Lease the least recently used usable key, or learn how long until one is usable.
         `ticket` is the prompt's place in line for keys (the scheduler's order of choosing
         prompts); without one, a caller goes behind every waiter."""
-        lease_id = uuid.uuid4().hex
+        lease_id = f"{self.holder}/{uuid.uuid4().hex}" if self.holder else uuid.uuid4().hex
         reply = self._run(
             "acquire", self.keyset, model, lease_id, tokens, daily_resets(time.time()),
             "" if ticket is None else ticket,
@@ -211,6 +218,11 @@ class KeyPool:
         if verdict == "wait":
             return NoKeyYet(float(reply[1]), reply[2].decode())
         return NoKeyYet(math.inf)
+
+    def forfeit(self, holder: str) -> int:
+        """Give back every lease `holder` (a worker taken for dead) holds; returns how many.
+        Its own later release of one, if it was only frozen, changes nothing."""
+        return int(self._run("forfeit", holder))
 
     def leave_line(self, model: str, ticket: int | None) -> None:
         """A prompt that waited in line for a key goes (parked, ended): the next goes first."""

@@ -7,7 +7,7 @@ from redis.commands.core import Script
 
 from gemini_tasks import scripts
 
-NAMES = ("register", "acquire", "release", "reset", "status", "usable")
+NAMES = ("register", "acquire", "release", "reset", "status", "usable", "forfeit")
 
 
 def register(client: redis.Redis) -> dict[str, Script]:

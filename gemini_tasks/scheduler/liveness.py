@@ -3,8 +3,9 @@
 Each worker process beats every few seconds; a worker silent for longer than `dead_after`
 is taken for dead, once, by whichever live worker sweeps first: the messages it held go
 back to the broker and the prompts it was feeding back to their jobs, within seconds and
-whatever the visibility timeout. A worker that was only frozen learns at its next beat
-that it was evicted, and stops.
+whatever the visibility timeout; that worker then gives back the dead one's key leases
+(`KeyPool.forfeit`; the pool may be on another Redis). A worker that was only frozen
+learns at its next beat that it was evicted, and stops.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from gemini_tasks.keyspace import Keyspace
 
 @dataclass(frozen=True)
 class Swept:
-    workers: int  # taken for dead
+    workers: tuple[str, ...]  # taken for dead
     messages: int  # messages they held, back in their queues
     prompts: int  # prompts they were feeding, back in their jobs
 
@@ -38,10 +39,10 @@ class Liveness:
         return bool(reply == b"ok")
 
     def sweep(self, dead_after: float) -> Swept:
-        evicted, messages, prompts = self._scripts["sweep"](
+        messages, prompts, *evicted = self._scripts["sweep"](
             keys=[self.keys.workers()], args=[self.keys.tag, dead_after, UNACKED, UNACKED_INDEX]
         )
-        return Swept(int(evicted), int(messages), int(prompts))
+        return Swept(tuple(w.decode() for w in evicted), int(messages), int(prompts))
 
     def leave(self, worker: str) -> None:
         """A worker shutting down warmly: kombu gives back its messages itself."""

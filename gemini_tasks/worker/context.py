@@ -146,11 +146,11 @@ def _build(threads: int | None) -> WorkerContext:
     rt = runtime.current()
     settings = rt.settings
     keys = load_keys(settings.api_key_names or None, projects=settings.projects)
-    pool = KeyPool(rt.redis, keys, PoolConfig.from_settings(settings), rt.keys)
+    worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    pool = KeyPool(rt.redis, keys, PoolConfig.from_settings(settings), rt.keys, worker_id)
     pool.register()
     store = open_store(settings.media_store, rt.redis, rt.keys, settings.result_expires)
     uploads = Uploads(rt.redis, store, rt.keys, settings.inline_limit_bytes)
-    worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     broker.hold_as(rt.keys.held(worker_id))
     return WorkerContext(
         runtime=rt,

@@ -83,14 +83,26 @@ class Heartbeat(threading.Thread):
         if swept.workers:
             log.warning(
                 "took %d worker(s) for dead: %d message(s) and %d prompt(s) they held run again",
-                swept.workers, swept.messages, swept.prompts,
+                len(swept.workers), swept.messages, swept.prompts,
             )  # fmt: skip
+            self.forfeit(swept.workers)
         if time.monotonic() - self.lost_looked > ctx.runtime.settings.lost_after:
             self.lost_looked = time.monotonic()
             try:
                 self.recover_lost()
             except Exception:  # Redis away, say: the next look tries again
                 log.warning("looking for lost messages failed", exc_info=True)
+
+    def forfeit(self, dead: tuple[str, ...]) -> None:
+        """Give back the dead workers' key leases now rather than when they expire: an
+        unproven key or a half-open circuit lends one call at a time, and a dead worker's
+        call would hold it for GEMINI_TASKS_REQUEST_TIMEOUT + 30 s."""
+        try:
+            given = sum(self.ctx.pool.forfeit(worker) for worker in dead)
+        except Exception:  # the pool's Redis away, say: the leases expire instead
+            log.warning("giving back dead workers' key leases failed", exc_info=True)
+            return
+        log.warning("gave back %d key lease(s) the dead worker(s) held", given)
 
     def recover_lost(self) -> int:
         """Feed again the prompts whose message the broker lost; returns how many."""

@@ -39,7 +39,7 @@ def client(redis_url: str) -> redis.Redis:
 def make_pool(client: redis.Redis):
     prefix = f"pooltest-{uuid.uuid4().hex[:8]}"
 
-    def make(keys=(A,), limits=NO_LIMITS, **overrides) -> KeyPool:
+    def make(keys=(A,), limits=NO_LIMITS, holder="", **overrides) -> KeyPool:
         config = dict(
             cooldown=0.0,
             exhausted_wait=60.0,
@@ -49,7 +49,7 @@ def make_pool(client: redis.Redis):
             lease_seconds=30.0,
         )
         config.update(overrides)
-        pool = KeyPool(client, list(keys), PoolConfig(**config), Keyspace(prefix))
+        pool = KeyPool(client, list(keys), PoolConfig(**config), Keyspace(prefix), holder)
         pool.register()
         return pool
 
@@ -298,6 +298,22 @@ def test_lost_leases_expire_and_give_back_their_slot(make_pool):
     pool.release(lost, None, 1)  # a late release of the expired lease changes nothing
     pool.release(fresh, None, 1)
     assert states(pool)[A.id]["in_flight"] == 0
+
+
+def test_a_dead_workers_leases_are_given_back_at_once(make_pool):
+    dead, alive = make_pool([A], holder="w-dead"), make_pool([A], holder="w-alive")
+    probe = dead.acquire(MODEL)  # an unproven key's one call; its worker dies holding it
+    assert isinstance(probe, Lease) and isinstance(alive.acquire(MODEL), NoKeyYet)
+    assert alive.forfeit("w-dea") == 0  # a holder is its whole id
+    assert alive.forfeit("w-dead") == 1  # as the worker that took it for dead does
+    fresh = alive.acquire(MODEL)
+    if isinstance(fresh, NoKeyYet):  # the index looks at an unproven key every probe_wait
+        assert fresh.seconds <= 0.2
+        time.sleep(fresh.seconds)
+        fresh = alive.acquire(MODEL)
+    assert isinstance(fresh, Lease)
+    dead.release(probe, None, 1)  # if it was only frozen, its late release changes nothing
+    assert states(alive)[A.id]["in_flight"] == 1
 
 
 def test_scripts_reload_after_script_flush(make_pool, client):

@@ -21,17 +21,12 @@ local window, lease_ttl = cfg.window or 61, cfg.lease_seconds or 150
 local probe_wait, cooldown = cfg.probe_wait or 0.2, cfg.cooldown or 0
 local line_hold, line_grace = cfg.line_hold or 5, cfg.line_grace or 2
 
--- Leases of workers that died mid-call: give their in-flight slots back.
+-- Leases of workers that died mid-call and were not taken for dead (forfeit.lua) before
+-- their leases expired: give their in-flight slots back.
 local leases = K.leases()
 local oldest = redis.call('ZRANGE', leases, 0, 0, 'WITHSCORES')
 if oldest[2] and tonumber(oldest[2]) <= now then
-  for _, lost in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now)) do
-    local lease = unpack_lease(redis.call('GET', K.lease(lost)))
-    if lease then
-      redis.call('HINCRBY', K.key_state(lease[1], lease[2]), 'in_flight', -1)
-      redis.call('DEL', K.lease(lost))
-    end
-  end
+  for _, lost in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now)) do give_back(lost) end
   redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
 end
 

@@ -5,7 +5,7 @@
 -- marked evicted so that, if it was only frozen, it stops instead of sending them twice.
 -- KEYS     {p}:workers, naming the hash slot of the workers' keys
 -- ARGV     tag, dead_after (seconds), kombu's unacked hash, kombu's unacked index
--- Returns  {workers evicted, messages restored, prompts restored}
+-- Returns  {messages restored, prompts restored, id of each worker evicted...}
 local dead_after, unacked, unacked_index = tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local now = redis_now()
 
@@ -33,7 +33,7 @@ local function restore(raw)
   redis.call('RPUSH', queue_of(exchange, routing_key), message)
 end
 
-local evicted, messages, prompts = 0, 0, 0
+local evicted, messages, prompts = {}, 0, 0
 local beats = redis.call('HGETALL', K.workers())
 for i = 1, #beats, 2 do
   local worker, beat = beats[i], tonumber(beats[i + 1])
@@ -61,7 +61,9 @@ for i = 1, #beats, 2 do
     redis.call('DEL', K.held(worker), K.transit(worker), K.holding(worker))
     redis.call('HDEL', K.workers(), worker)
     redis.call('SET', K.evicted(worker), tostring(now), 'EX', 86400)
-    evicted = evicted + 1
+    table.insert(evicted, worker)
   end
 end
-return {evicted, messages, prompts}
+local out = {messages, prompts}
+for _, worker in ipairs(evicted) do table.insert(out, worker) end
+return out
