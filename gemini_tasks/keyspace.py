@@ -28,7 +28,8 @@ the same patterns as the methods below, and tests check that both agree.
     {p}:model:<model>               hash   the model's circuit (open_until, probe, history,
                                            level) and capacity backoff (backoff_until,
                                            capacity_level, capacity_at)
-    {p}:leases                      zset   lease id (<worker id>/<uuid>) -> expiry (Redis clock)
+    {p}:leases                      zset   lease id -> expiry (Redis clock); a worker's lease
+                                           ids are <worker id>/<uuid>
     {p}:lease:<lease>               string key, model, project, tokens, second, acquired_at,
                                            probe (tab-separated)
     {p}:line:<set>:<model>          zset   ticket -> ticket of each prompt waiting in a thread

@@ -97,12 +97,13 @@ class Heartbeat(threading.Thread):
         """Give back the dead workers' key leases now rather than when they expire: an
         unproven key or a half-open circuit lends one call at a time, and a dead worker's
         call would hold it for GEMINI_TASKS_REQUEST_TIMEOUT + 30 s."""
-        try:
-            given = sum(self.ctx.pool.forfeit(worker) for worker in dead)
-        except Exception:  # the pool's Redis away, say: the leases expire instead
-            log.warning("giving back dead workers' key leases failed", exc_info=True)
-            return
-        log.warning("gave back %d key lease(s) the dead worker(s) held", given)
+        for worker in dead:
+            try:
+                given = self.ctx.pool.forfeit(worker)
+            except Exception:  # the pool's Redis away, say: the leases expire instead
+                log.warning("giving back %s's key leases failed", worker, exc_info=True)
+                continue
+            log.warning("gave back %d key lease(s) %s held", given, worker)
 
     def recover_lost(self) -> int:
         """Feed again the prompts whose message the broker lost; returns how many."""

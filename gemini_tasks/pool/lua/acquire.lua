@@ -26,7 +26,7 @@ local line_hold, line_grace = cfg.line_hold or 5, cfg.line_grace or 2
 local leases = K.leases()
 local oldest = redis.call('ZRANGE', leases, 0, 0, 'WITHSCORES')
 if oldest[2] and tonumber(oldest[2]) <= now then
-  for _, lost in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now)) do give_back(lost) end
+  for _, lost in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now)) do drop_lease(lost) end
   redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
 end
 

@@ -27,12 +27,13 @@ end
 
 -- End lease `id` without an outcome, its holder dead: its key's slot is free again (and a
 -- half-open circuit's probe or an unproven key's one call with it, as they name the lease).
-local function give_back(id)
+-- Whether the lease was still there.
+local function drop_lease(id)
   local lease = unpack_lease(redis.call('GET', K.lease(id)))
-  if lease then
-    redis.call('HINCRBY', K.key_state(lease[1], lease[2]), 'in_flight', -1)
-    redis.call('DEL', K.lease(id))
-  end
+  if not lease then return false end
+  redis.call('HINCRBY', K.key_state(lease[1], lease[2]), 'in_flight', -1)
+  redis.call('DEL', K.lease(id))
+  return true
 end
 
 -- Seconds since the epoch by the Redis server's clock, so skewed workers agree.

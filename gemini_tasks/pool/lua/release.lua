@@ -15,7 +15,7 @@ local now = redis_now()
 
 local lease = unpack_lease(redis.call('GET', K.lease(lease_id)))
 if not lease then
-  -- The lease expired (its holder was taken for dead) and gave its slot back then.
+  -- The lease expired, or its holder was taken for dead (forfeit.lua): its slot is back.
   return {0, 'closed'}
 end
 local key, model, project = lease[1], lease[2], lease[3]
