@@ -14,7 +14,7 @@ import pytest
 from gemini_tasks.ops import local
 from gemini_tasks.producer import submit
 from tests.conftest import FAKE_KEY, OTHER_PROJECT_KEY, TEST_ENV
-from tests.integration.conftest import own_worker
+from tests.integration.conftest import own_worker, poll
 
 pytestmark = pytest.mark.integration
 
@@ -33,10 +33,9 @@ def flower(worker_processes, run_dir):
         url = f"http://127.0.0.1:{port}"
         # Flower subscribes to the workers' events after it listens: it has once their
         # heartbeats show on its workers page (which only events fill).
-        deadline = time.monotonic() + 60
-        while not _events_seen(url):
-            assert process.poll() is None and time.monotonic() < deadline, "Flower saw no events"
-            time.sleep(0.5)
+        poll(lambda: get(f"{url}/workers?json=1"),
+             lambda got: got[0] == 200 and bool(json.loads(got[1])["data"]),
+             "the workers' events in Flower")  # fmt: skip
         yield url
     finally:
         process.terminate()
@@ -52,11 +51,6 @@ def get(url: str, auth: str | None = AUTH) -> tuple[int, bytes]:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
-
-
-def _events_seen(flower: str) -> bool:
-    status, body = get(f"{flower}/workers?json=1")
-    return status == 200 and bool(json.loads(body)["data"])
 
 
 def test_flower_shows_the_batch_without_secrets_or_media(flower, cluster):

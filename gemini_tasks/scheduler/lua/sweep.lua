@@ -33,7 +33,7 @@ local function restore(raw)
   redis.call('RPUSH', queue_of(exchange, routing_key), message)
 end
 
-local evicted, messages, prompts = {}, 0, 0
+local out, messages, prompts = {0, 0}, 0, 0  -- out: the counts, then who was evicted
 local beats = redis.call('HGETALL', K.workers())
 for i = 1, #beats, 2 do
   local worker, beat = beats[i], tonumber(beats[i + 1])
@@ -61,9 +61,8 @@ for i = 1, #beats, 2 do
     redis.call('DEL', K.held(worker), K.transit(worker), K.holding(worker))
     redis.call('HDEL', K.workers(), worker)
     redis.call('SET', K.evicted(worker), tostring(now), 'EX', 86400)
-    table.insert(evicted, worker)
+    table.insert(out, worker)
   end
 end
-local out = {messages, prompts}
-for _, worker in ipairs(evicted) do table.insert(out, worker) end
+out[1], out[2] = messages, prompts
 return out
